@@ -1,0 +1,178 @@
+"""Engines, transactions and schema checks for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with `synchronous` from config, a busy timeout, foreign keys on, and
+write transactions that take the write lock up front (`BEGIN IMMEDIATE`), so concurrent
+writers queue on the busy handler instead of failing with "database is locked" mid-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy.engine import make_url
+
+from ledger.config import LedgerConfig
+from ledger.exceptions import DatabaseBusy, InvalidInput, SchemaMismatch
+from ledger.schema import SCHEMA_REVISION
+
+_WRITE = "tasktrail_write"
+#: Key of the PostgreSQL advisory lock taken while migrating (crc32 of "tasktrail:migrate").
+MIGRATE_LOCK_KEY = 0x7A5C_0001
+
+
+def default_database_url() -> str:
+    """SQLite file in the user data directory (created on first use)."""
+    import platformdirs
+
+    directory = Path(platformdirs.user_data_dir("tasktrail", appauthor=False))
+    return f"sqlite:///{directory / 'ledger.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` as shorthands for psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _prepare_sqlite_file(database: str) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # The ledger holds reply addresses and briefs: readable by its owner only.
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def make_engine(url: str | None = None, config: LedgerConfig | None = None) -> Engine:
+    config = config or LedgerConfig()
+    url = normalize_url(url or default_database_url())
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise InvalidInput("database_url", f"{url!r} is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, parsed.database or "", config)
+    if backend == "postgresql":
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 10, "application_name": "tasktrail"},
+        )
+    raise InvalidInput(
+        "database_url", f"unsupported database {backend!r}; use sqlite or postgresql"
+    )
+
+
+def _sqlite_engine(url: str, database: str, config: LedgerConfig) -> Engine:
+    synchronous = config.sqlite_synchronous.lower()
+    if synchronous not in ("normal", "full"):
+        raise InvalidInput("sqlite_synchronous", f"{synchronous!r} is not normal or full")
+    _prepare_sqlite_file(database)
+    busy_seconds = config.sqlite_busy_timeout.total_seconds()
+    engine = create_engine(
+        url,
+        connect_args={"timeout": busy_seconds, "check_same_thread": False},
+        pool_size=8,
+        max_overflow=16,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module: we issue BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _translate(error: exc.DBAPIError) -> DatabaseBusy | None:
+    message = str(error.orig) if error.orig is not None else str(error)
+    lowered = message.lower()
+    if isinstance(error, exc.OperationalError) and (
+        "locked" in lowered
+        or "busy" in lowered
+        or "connection" in lowered
+        or "could not connect" in lowered
+        or "server closed" in lowered
+        or "unable to open" in lowered
+    ):
+        return DatabaseBusy(message.splitlines()[0])
+    return None
+
+
+@contextlib.contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: takes the write lock at BEGIN on SQLite; commits on exit."""
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+    except exc.DBAPIError as error:
+        busy = _translate(error)
+        if busy is not None:
+            raise busy from error
+        raise
+
+
+@contextlib.contextmanager
+def read(engine: Engine) -> Iterator[Connection]:
+    """A read transaction (one consistent snapshot)."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            yield conn
+    except exc.DBAPIError as error:
+        busy = _translate(error)
+        if busy is not None:
+            raise busy from error
+        raise
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision recorded in the database, or None for an empty database."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except exc.OperationalError as error:
+        busy = _translate(error)
+        if busy is not None and "no such table" not in str(error).lower():
+            raise busy from error
+        return None
+    except exc.ProgrammingError:  # PostgreSQL: relation does not exist
+        return None
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Check the schema revision with one SELECT; run migrations only when behind."""
+    found = current_revision(engine)
+    if found == SCHEMA_REVISION:
+        return
+    from ledger.migrate import known_revisions, upgrade
+
+    if found is not None and found not in known_revisions():
+        raise SchemaMismatch(found, SCHEMA_REVISION)
+    upgrade(engine)

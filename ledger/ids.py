@@ -1,0 +1,28 @@
+"""Opaque, URL-safe task ids and other random identifiers."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+#: Lowercase RFC 4648 base32: URL-safe, and sorts the same in every collation.
+ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+TASK_ID_LENGTH = 16  # 80 random bits
+SHORT_ID_LENGTH = 8
+MIN_PREFIX = 4
+
+
+def new_task_id() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+def new_token(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def short_id(task_id: str) -> str:
+    return task_id[:SHORT_ID_LENGTH]
+
+
+def looks_like_id_prefix(ref: str) -> bool:
+    return len(ref) >= MIN_PREFIX and all(c in ALPHABET for c in ref)

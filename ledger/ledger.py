@@ -1,0 +1,401 @@
+"""`Ledger`: the Python API for producers and operators (SPEC §13)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from ledger import db, tasks
+from ledger.config import LedgerConfig
+from ledger.lookup import list_page, resolve_row
+from ledger.queries import get_task, task_events
+from ledger.records import EventRecord, Page, TaskRecord
+from ledger.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from ledger.track import TrackedTask
+
+
+class Ledger:
+    """One ledger database. Thread-safe; share one instance per process.
+
+    Every method that writes takes `now` (default: the current UTC time) so callers and
+    tests control time, and `tenant` to scope the lookup of `ref`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: LedgerConfig | None = None,
+        *,
+        actor: str = "sdk",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.config = config or LedgerConfig()
+        self.actor = actor
+        self.clock = clock
+
+    @classmethod
+    def connect(
+        cls,
+        url: str | None = None,
+        config: LedgerConfig | None = None,
+        *,
+        actor: str = "sdk",
+        migrate: bool = True,
+    ) -> Ledger:
+        """Open (and on first use create) the ledger at `url`; default: the SQLite file in
+        the user data directory."""
+        config = config or LedgerConfig()
+        engine = db.make_engine(url, config)
+        if migrate:
+            db.ensure_schema(engine)
+        return cls(engine, config, actor=actor)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _now(self, now: datetime | None) -> datetime:
+        return now if now is not None else self.clock()
+
+    # -- producers -------------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        runtime: str,
+        label: str,
+        tenant: str = "default",
+        task: str | None = None,
+        task_kind: str | None = None,
+        run_id: str | None = None,
+        source_id: str | None = None,
+        child_session_key: str | None = None,
+        requester_session_key: str | None = None,
+        parent: str | None = None,
+        reply_to: str | None = None,
+        notify: str | None = None,
+        lease: float | timedelta | None = None,
+        queued: bool = False,
+        proof_required: bool = False,
+        proof_url: str | None = None,
+        expect_status: int | None = None,
+        expect_text: str | None = None,
+        runner: str | None = None,
+        probe: str = "heartbeat",
+        probe_target: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        now = self._now(now)
+        record = tasks.create_task(
+            self.engine,
+            self.config,
+            runtime=runtime,
+            label=label,
+            tenant=tenant,
+            task=task,
+            task_kind=task_kind,
+            run_id=run_id,
+            source_id=source_id,
+            child_session_key=child_session_key,
+            requester_session_key=requester_session_key,
+            parent=parent,
+            reply_to=reply_to,
+            notify=notify,
+            lease=lease,
+            queued=queued,
+            proof_required=proof_required or proof_url is not None,
+            runner=runner,
+            probe=probe,
+            probe_target=probe_target,
+            now=now,
+            actor=actor or self.actor,
+        )
+        if proof_url is not None and not any(True for _ in record.artifacts):
+            existing = self.get(record.task_id, details=True)
+            if not any(a.kind == "url" and a.value == proof_url for a in existing.artifacts):
+                record = self.add_artifact(
+                    record.task_id,
+                    kind="url",
+                    value=proof_url,
+                    expect_status=expect_status if expect_status is not None else 200,
+                    expect_text=expect_text,
+                    now=now,
+                    actor=actor,
+                )
+        return record
+
+    def start(
+        self,
+        ref: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+        runner: str | None = None,
+    ) -> TaskRecord:
+        return tasks.start_task(
+            self.engine,
+            self.config,
+            ref,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+            runner=runner,
+        )
+
+    def heartbeat(
+        self,
+        ref: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        return tasks.heartbeat_task(
+            self.engine,
+            self.config,
+            ref,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def progress(
+        self,
+        ref: str,
+        text: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        return tasks.progress_task(
+            self.engine,
+            self.config,
+            ref,
+            text,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def finish(
+        self,
+        ref: str,
+        *,
+        status: str,
+        summary: str | None = None,
+        error: str | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        return tasks.finish_task(
+            self.engine,
+            self.config,
+            ref,
+            status,
+            now=self._now(now),
+            summary=summary,
+            error=error,
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def add_artifact(
+        self,
+        ref: str,
+        *,
+        kind: str,
+        value: str,
+        expect_status: int | None = None,
+        expect_text: str | None = None,
+        proof: Mapping[str, Any] | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        expectations: dict[str, Any] = dict(proof or {})
+        if expect_status is not None:
+            expectations["expect_status"] = expect_status
+        if expect_text is not None:
+            expectations["expect_text"] = expect_text
+        return tasks.add_artifact(
+            self.engine,
+            self.config,
+            ref,
+            kind=kind,
+            value=value,
+            proof=expectations,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    # -- operators -------------------------------------------------------------------------
+
+    def cancel(
+        self,
+        ref: str,
+        *,
+        reason: str | None = None,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        return tasks.cancel_task(
+            self.engine,
+            self.config,
+            ref,
+            reason=reason,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def set_notify(
+        self,
+        ref: str,
+        policy: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        return tasks.set_notify_policy(
+            self.engine,
+            self.config,
+            ref,
+            policy,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def get(self, ref: str, *, tenant: str | None = None, details: bool = False) -> TaskRecord:
+        with db.read(self.engine) as conn:
+            return get_task(conn, ref, tenant, details=details)
+
+    def resolve(self, ref: str, *, tenant: str | None = None) -> str:
+        """The task id `ref` stands for."""
+        with db.read(self.engine) as conn:
+            return str(resolve_row(conn, ref, tenant)["task_id"])
+
+    def events(self, ref: str, *, tenant: str | None = None) -> list[EventRecord]:
+        with db.read(self.engine) as conn:
+            task_id = resolve_row(conn, ref, tenant)["task_id"]
+            return task_events(conn, task_id)
+
+    def list_page(
+        self,
+        *,
+        status: Sequence[str] = (),
+        runtime: Sequence[str] = (),
+        tenant: str | None = None,
+        requester: str | None = None,
+        label: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        with db.read(self.engine) as conn:
+            return list_page(
+                conn,
+                status=status,
+                runtime=runtime,
+                tenant=tenant,
+                requester=requester,
+                label=label,
+                limit=limit,
+                cursor=cursor,
+            )
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] = (),
+        runtime: Sequence[str] = (),
+        tenant: str | None = None,
+        requester: str | None = None,
+        label: str | None = None,
+        limit: int | None = 50,
+    ) -> list[TaskRecord]:
+        """Newest first. `limit=None` returns every match, read page by page."""
+        if limit is not None:
+            return list(
+                self.list_page(
+                    status=status,
+                    runtime=runtime,
+                    tenant=tenant,
+                    requester=requester,
+                    label=label,
+                    limit=limit,
+                ).tasks
+            )
+        return list(
+            self.iter_tasks(
+                status=status, runtime=runtime, tenant=tenant, requester=requester, label=label
+            )
+        )
+
+    def iter_tasks(
+        self,
+        *,
+        status: Sequence[str] = (),
+        runtime: Sequence[str] = (),
+        tenant: str | None = None,
+        requester: str | None = None,
+        label: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[TaskRecord]:
+        cursor: str | None = None
+        while True:
+            page = self.list_page(
+                status=status,
+                runtime=runtime,
+                tenant=tenant,
+                requester=requester,
+                label=label,
+                limit=page_size,
+                cursor=cursor,
+            )
+            yield from page.tasks
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- the context-manager producer ------------------------------------------------------
+
+    def track(
+        self,
+        *,
+        runtime: str,
+        label: str,
+        heartbeat_every: float | None = None,
+        interrupt: bool = True,
+        **create_options: Any,
+    ) -> TrackedTask:
+        """Create and start a task, heartbeat it from a background thread, and finish it:
+        succeeded on normal exit, failed (with the exception text) on an exception,
+        cancelled when an operator's cancel stopped the block."""
+        from ledger.track import TrackedTask
+
+        return TrackedTask(
+            self,
+            runtime=runtime,
+            label=label,
+            heartbeat_every=heartbeat_every,
+            interrupt=interrupt,
+            create_options=create_options,
+        )
