@@ -63,3 +63,26 @@ def enqueue_notice(
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
     return bool(conn.execute(statement).rowcount == 1)
+
+
+def release_expired_claims(conn: Connection, now: datetime) -> list[str]:
+    """Hand back deliveries whose worker died holding the claim; returns their task ids.
+    The next worker asks the transport `find_posted` before sending again."""
+    from sqlalchemy import select, update
+
+    d = deliveries_table.c
+    expired = conn.execute(
+        select(d.id, d.task_id).where(
+            d.status.in_(("pending", "retrying")),
+            d.claimed_by.is_not(None),
+            d.claim_expires_at < now,
+        )
+    ).all()
+    if not expired:
+        return []
+    conn.execute(
+        update(deliveries_table)
+        .where(d.id.in_([row.id for row in expired]), d.claim_expires_at < now)
+        .values(claimed_by=None, claim_expires_at=None, updated_at=now)
+    )
+    return sorted({row.task_id for row in expired if row.task_id})
