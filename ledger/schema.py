@@ -142,6 +142,8 @@ class TaskRow(Base):
         Index("ix_tasks_child_session", "child_session_key", "created_at"),
         Index("ix_tasks_requester_session", "requester_session_key", "created_at"),
         Index("ix_tasks_cleanup_after", "cleanup_after"),
+        #: Audit: unproven successes and ended records without `ended_at`, by seek.
+        Index("ix_tasks_status_proof_ended", "status", "proof_required", "ended_at"),
         Index("ix_tasks_parent", "parent_task_id"),
         Index("ix_tasks_origin_ref", "origin_ref"),
     )

@@ -120,6 +120,11 @@ def upgrade() -> None:
             "ix_tasks_status_created", ["status", "created_at", "task_id"], unique=False
         )
         batch_op.create_index(
+            "ix_tasks_status_proof_ended",
+            ["status", "proof_required", "ended_at"],
+            unique=False,
+        )
+        batch_op.create_index(
             "ix_tasks_tenant_created", ["tenant", "created_at", "task_id"], unique=False
         )
         batch_op.create_index(
@@ -274,6 +279,7 @@ def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_tasks_tenant_status_created")
         batch_op.drop_index("ix_tasks_tenant_created")
+        batch_op.drop_index("ix_tasks_status_proof_ended")
         batch_op.drop_index("ix_tasks_status_created")
         batch_op.drop_index("ix_tasks_run_id")
         batch_op.drop_index("ix_tasks_requester_session")
