@@ -44,6 +44,17 @@ class LedgerConfig:
     ops_channel: str | None = None
     #: Hosts / networks proof checks never fetch (None: the built-in default deny list).
     proof_deny: tuple[str, ...] | None = None
+    #: Proof checks (ledger.proof): per-check timeout, parallel checks, redirects followed,
+    #: response bytes read, first re-check delay and its cap, and how long after the task
+    #: ends (or the artifact is added) failing checks are retried before proof has failed.
+    proof_timeout: timedelta = timedelta(seconds=10)
+    proof_concurrency: int = 8
+    proof_max_redirects: int = 5
+    proof_max_bytes: int = 1_048_576
+    proof_recheck: timedelta = timedelta(minutes=1)
+    proof_recheck_max: timedelta = timedelta(minutes=15)
+    proof_deadline: timedelta = timedelta(hours=2)
+    proof_interval: timedelta = timedelta(seconds=30)
     #: SQLite `synchronous` pragma in WAL mode: `normal` or `full`.
     sqlite_synchronous: str = "normal"
     sqlite_busy_timeout: timedelta = timedelta(seconds=30)
