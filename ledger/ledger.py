@@ -12,10 +12,13 @@ from ledger import db, tasks
 from ledger.config import LedgerConfig
 from ledger.lookup import list_page, resolve_row
 from ledger.queries import get_task, task_events
-from ledger.records import EventRecord, Page, TaskRecord
+from ledger.records import DeliveryRecord, EventRecord, Page, TaskRecord
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ledger.importers.openclaw import ImportReport
     from ledger.track import TrackedTask
 
 
@@ -374,6 +377,106 @@ class Ledger:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    # -- delivery: followers and the outbox (SPEC §5) ------------------------------------------
+
+    def follow(
+        self,
+        ref: str,
+        address: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        """Send this task's notices to `address` too (an address string, SPEC §2)."""
+        from ledger.followers import follow_task
+
+        return follow_task(
+            self.engine, ref, address, now=self._now(now), tenant=tenant, actor=actor or self.actor
+        )
+
+    def unfollow(
+        self,
+        ref: str,
+        address: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        from ledger.followers import unfollow_task
+
+        return unfollow_task(
+            self.engine, ref, address, now=self._now(now), tenant=tenant, actor=actor or self.actor
+        )
+
+    def retry(
+        self, ref: str, *, tenant: str | None = None, now: datetime | None = None
+    ) -> TaskRecord:
+        """Re-queue the task's failed deliveries (new generation, new idempotency key)."""
+        from ledger.outbox import retry_deliveries
+
+        retry_deliveries(self.engine, self.config, ref, now=self._now(now), tenant=tenant)
+        return self.get(ref, tenant=tenant, details=True)
+
+    def dismiss(
+        self,
+        ref: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        """Mark the task's failed deliveries handled; on a `lost` task also acknowledge the
+        verdict (the task stays lost, its `lost` audit finding goes away)."""
+        from ledger.outbox import dismiss_deliveries
+
+        dismiss_deliveries(
+            self.engine, ref, now=self._now(now), tenant=tenant, actor=actor or self.actor
+        )
+        return self.get(ref, tenant=tenant, details=True)
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        limit: int | None = 100,
+        tenant: str | None = None,
+        task: str | None = None,
+    ) -> tuple[DeliveryRecord, ...]:
+        """Outbox rows, newest first (`task`: only that task's)."""
+        from ledger.outbox import list_deliveries
+        from ledger.records import delivery_from_row
+
+        with db.read(self.engine) as conn:
+            task_id = resolve_row(conn, task, tenant)["task_id"] if task else None
+            rows = list_deliveries(conn, status=status, task_id=task_id, tenant=tenant, limit=limit)
+        return tuple(delivery_from_row(r) for r in rows)
+
+    # -- mirrors of other ledgers -----------------------------------------------------------
+
+    def import_openclaw(
+        self,
+        path: str | Path,
+        *,
+        tenant: str = "default",
+        notify_from_tasktrail: bool = False,
+        now: datetime | None = None,
+    ) -> ImportReport:
+        """Mirror the OpenClaw database at `path` (opened read-only) into `tenant`: new rows
+        are created, changed ones updated through the state machine, rejected ones reported.
+        Incremental: a second call reads only what changed since the first."""
+        from ledger.importers.openclaw import import_openclaw
+
+        return import_openclaw(
+            self.engine,
+            self.config,
+            path,
+            now=self._now(now),
+            tenant=tenant,
+            notify_from_tasktrail=notify_from_tasktrail,
+        )
 
     # -- the context-manager producer ------------------------------------------------------
 

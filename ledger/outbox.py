@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.address import parse_address
 from ledger.config import LedgerConfig
-from ledger.schema import deliveries_table
+from ledger.schema import deliveries_table, tasks_table
 
 
 def enqueue_notice(
@@ -68,8 +68,6 @@ def enqueue_notice(
 def release_expired_claims(conn: Connection, now: datetime) -> list[str]:
     """Hand back deliveries whose worker died holding the claim; returns their task ids.
     The next worker asks the transport `find_posted` before sending again."""
-    from sqlalchemy import select, update
-
     d = deliveries_table.c
     expired = conn.execute(
         select(d.id, d.task_id).where(
@@ -86,3 +84,410 @@ def release_expired_claims(conn: Connection, now: datetime) -> list[str]:
         .values(claimed_by=None, claim_expires_at=None, updated_at=now)
     )
     return sorted({row.task_id for row in expired if row.task_id})
+
+
+# -- claiming and recording (the delivery worker's side) -----------------------------------
+
+D = deliveries_table.c
+OPEN = ("pending", "retrying")
+#: Notice kinds whose outcome the task's `delivery_status` summarizes.
+TERMINAL_KINDS = ("terminal", "correction")
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        D.status.in_(OPEN),
+        D.next_attempt_at <= now,
+        or_(D.claimed_by.is_(None), D.claim_expires_at < now),
+    )
+
+
+def due_counts(conn: Connection, now: datetime) -> dict[str, int]:
+    """How many unclaimed notices are due now, per destination channel."""
+    rows = conn.execute(
+        select(D.channel_key, func.count()).where(_due(now)).group_by(D.channel_key)
+    ).all()
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def next_due_at(conn: Connection) -> datetime | None:
+    """When the earliest open notice becomes due (for the worker's sleep)."""
+    value: datetime | None = conn.execute(
+        select(func.min(D.next_attempt_at)).where(D.status.in_(OPEN))
+    ).scalar()
+    return value
+
+
+def claim(
+    conn: Connection,
+    worker_id: str,
+    now: datetime,
+    lease: timedelta,
+    wants: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """Claim up to `wants[channel_key]` due notices per channel, oldest first, by
+    compare-and-set (rows locked with SKIP LOCKED on PostgreSQL). Each claimed row counts
+    one attempt; `prior_attempts` in the result tells whether it was tried before."""
+    claimed: list[dict[str, Any]] = []
+    skip_locked = conn.dialect.name == "postgresql"
+    for channel_key, limit in wants.items():
+        if limit <= 0:
+            continue
+        query = (
+            select(deliveries_table)
+            .where(D.channel_key == channel_key, _due(now))
+            .order_by(D.next_attempt_at, D.id)
+            .limit(limit)
+        )
+        if skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+        for row in rows:
+            result = conn.execute(
+                update(deliveries_table)
+                .where(D.id == row["id"], _due(now))
+                .values(
+                    claimed_by=worker_id,
+                    claim_expires_at=now + lease,
+                    attempts=D.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 1:
+                row["prior_attempts"] = row["attempts"]
+                row["attempts"] += 1
+                row["claimed_by"] = worker_id
+                claimed.append(row)
+    return claimed
+
+
+def renew_claims(conn: Connection, ids: list[int], worker_id: str, until: datetime) -> int:
+    if not ids:
+        return 0
+    result = conn.execute(
+        update(deliveries_table)
+        .where(D.id.in_(ids), D.claimed_by == worker_id, D.status.in_(OPEN))
+        .values(claim_expires_at=until)
+    )
+    return int(result.rowcount)
+
+
+def release(conn: Connection, ids: list[int], worker_id: str, now: datetime) -> None:
+    """Give back claims not acted on (the attempt they counted is returned too)."""
+    if ids:
+        conn.execute(
+            update(deliveries_table)
+            .where(D.id.in_(ids), D.claimed_by == worker_id, D.status.in_(OPEN))
+            .values(
+                claimed_by=None,
+                claim_expires_at=None,
+                attempts=func.max(D.attempts - 1, 0)
+                if conn.dialect.name == "sqlite"
+                else func.greatest(D.attempts - 1, 0),
+                updated_at=now,
+            )
+        )
+
+
+def defer(conn: Connection, ids: list[int], worker_id: str, until: datetime) -> None:
+    """Put claimed notices back, due again at `until` (waiting for an earlier notice)."""
+    if ids:
+        conn.execute(
+            update(deliveries_table)
+            .where(D.id.in_(ids), D.claimed_by == worker_id, D.status.in_(OPEN))
+            .values(claimed_by=None, claim_expires_at=None, next_attempt_at=until)
+        )
+
+
+def message_to_edit(conn: Connection, task_id: str, target: str) -> str | None:
+    """The platform message of the latest delivered started/progress notice for this task
+    at this destination (what a `state_changes` progress update edits)."""
+    value: str | None = conn.execute(
+        select(D.platform_message_id)
+        .where(
+            D.task_id == task_id,
+            D.target == target,
+            D.kind.in_(("started", "progress")),
+            D.status == "delivered",
+            D.route != "digest",
+            D.platform_message_id.is_not(None),
+        )
+        .order_by(D.id.desc())
+        .limit(1)
+    ).scalar()
+    return value
+
+
+def earlier_open(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Whether an earlier started/progress notice for this task and destination is still
+    unsent (a progress update waits for the message it edits)."""
+    found = conn.execute(
+        select(D.id)
+        .where(
+            D.task_id == row["task_id"],
+            D.target == row["target"],
+            D.kind.in_(("started", "progress")),
+            D.status.in_(OPEN),
+            D.id < row["id"],
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _settle(
+    conn: Connection, row: Mapping[str, Any], worker_id: str, values: Mapping[str, Any]
+) -> bool:
+    """Write an outcome on a row we still hold; False when our claim was lost."""
+    result = conn.execute(
+        update(deliveries_table)
+        .where(D.id == row["id"], D.claimed_by == worker_id, D.status.in_(OPEN))
+        .values(claimed_by=None, claim_expires_at=None, **values)
+    )
+    won = result.rowcount == 1
+    if won and row["task_id"] and row["kind"] in TERMINAL_KINDS:
+        refresh_delivery_status(conn, row["task_id"])
+    return won
+
+
+def record_delivered(
+    conn: Connection,
+    row: Mapping[str, Any],
+    worker_id: str,
+    now: datetime,
+    *,
+    route: str,
+    channel_key: str,
+    message_id: str | None,
+) -> bool:
+    return _settle(
+        conn,
+        row,
+        worker_id,
+        {
+            "status": "delivered",
+            "route": route,
+            "channel_key": channel_key,
+            "platform_message_id": message_id,
+            "delivered_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def record_retry(
+    conn: Connection,
+    row: Mapping[str, Any],
+    worker_id: str,
+    now: datetime,
+    *,
+    error: str,
+    next_attempt_at: datetime,
+    route: str | None = None,
+    channel_key: str | None = None,
+) -> bool:
+    """A transient failure: try again at `next_attempt_at` (on `route`, when an earlier
+    route failed for good), or `failed` past the deadline."""
+    if now >= row["deadline_at"]:
+        return record_failed(conn, row, worker_id, now, error=f"deadline passed: {error}")
+    return _settle(
+        conn,
+        row,
+        worker_id,
+        {
+            "status": "retrying",
+            "route": route or row["route"],
+            "channel_key": channel_key or row["channel_key"],
+            "last_error": error[:2000],
+            "next_attempt_at": min(next_attempt_at, row["deadline_at"]),
+            "updated_at": now,
+        },
+    )
+
+
+def record_next_route(
+    conn: Connection,
+    row: Mapping[str, Any],
+    worker_id: str,
+    now: datetime,
+    *,
+    route: str,
+    channel_key: str,
+    error: str,
+) -> bool:
+    """A permanent failure on one route: the next route is due at once."""
+    return _settle(
+        conn,
+        row,
+        worker_id,
+        {
+            "status": "pending",
+            "route": route,
+            "channel_key": channel_key,
+            "last_error": error[:2000],
+            "next_attempt_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def record_failed(
+    conn: Connection, row: Mapping[str, Any], worker_id: str, now: datetime, *, error: str
+) -> bool:
+    return _settle(
+        conn, row, worker_id, {"status": "failed", "last_error": error[:2000], "updated_at": now}
+    )
+
+
+def refresh_delivery_status(conn: Connection, task_id: str) -> str | None:
+    """Set the task's `delivery_status` from its terminal notices: failed, retrying,
+    pending, delivered or dismissed. Returns the value (None: no terminal notice yet)."""
+    statuses = [
+        row.status
+        for row in conn.execute(
+            select(D.status, D.attempts).where(
+                D.task_id == task_id, D.kind.in_(TERMINAL_KINDS), D.status != "superseded"
+            )
+        )
+    ]
+    if not statuses:
+        return None
+    for value in ("failed", "retrying", "pending"):
+        if value in statuses:
+            break
+    else:
+        value = "delivered" if all(s == "delivered" for s in statuses) else "dismissed"
+    conn.execute(
+        update(tasks_table).where(tasks_table.c.task_id == task_id).values(delivery_status=value)
+    )
+    return value
+
+
+# -- operator controls -----------------------------------------------------------------------
+
+
+def list_deliveries(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    task_id: str | None = None,
+    tenant: str | None = None,
+    limit: int | None = 100,
+) -> list[dict[str, Any]]:
+    """Outbox rows, newest first."""
+    query = select(deliveries_table).order_by(D.id.desc())
+    if status is not None:
+        query = query.where(D.status == status)
+    if task_id is not None:
+        query = query.where(D.task_id == task_id)
+    if tenant is not None:
+        query = query.where(D.tenant == tenant)
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def requeue_failed(conn: Connection, task_id: str, now: datetime, config: LedgerConfig) -> int:
+    """Queue each failed notice of the task again as a new generation with a new key (its
+    first route, a fresh deadline); the failed row is marked `superseded`. Returns count."""
+    failed = [
+        dict(r)
+        for r in conn.execute(
+            select(deliveries_table)
+            .where(D.task_id == task_id, D.status == "failed")
+            .order_by(D.id)
+        ).mappings()
+    ]
+    for row in failed:
+        generation = int(row["generation"]) + 1
+        base = row["idempotency_key"].split("#g", 1)[0]
+        target = row["target"]
+        route = "thread" if parse_address(target, "target").thread else "channel"
+        conn.execute(
+            update(deliveries_table)
+            .where(D.id == row["id"], D.status == "failed")
+            .values(status="superseded", updated_at=now)
+        )
+        enqueue_notice(
+            conn,
+            tenant=row["tenant"],
+            task_id=task_id,
+            kind=row["kind"],
+            target=target,
+            payload=json.loads(row["payload"]),
+            key=f"{base[: 128 - 8]}#g{generation}",
+            now=now,
+            config=config,
+            route=route,
+            generation=generation,
+        )
+    if failed:
+        refresh_delivery_status(conn, task_id)
+    return len(failed)
+
+
+def dismiss_failed(conn: Connection, task_id: str, now: datetime) -> int:
+    """Mark the task's failed notices handled (`dismissed`). Returns how many."""
+    result = conn.execute(
+        update(deliveries_table)
+        .where(D.task_id == task_id, D.status == "failed")
+        .values(status="dismissed", updated_at=now)
+    )
+    if result.rowcount:
+        refresh_delivery_status(conn, task_id)
+    return int(result.rowcount)
+
+
+def retry_deliveries(
+    engine: Engine,
+    config: LedgerConfig,
+    ref: str,
+    *,
+    now: datetime,
+    tenant: str | None = None,
+) -> int:
+    """`tasktrail retry REF`: re-queue the task's failed notices. Returns how many."""
+    from ledger import db
+    from ledger.lookup import resolve_row
+
+    with db.write(engine) as conn:
+        row = resolve_row(conn, ref, tenant)
+        return requeue_failed(conn, row["task_id"], now, config)
+
+
+def dismiss_deliveries(
+    engine: Engine,
+    ref: str,
+    *,
+    now: datetime,
+    tenant: str | None = None,
+    actor: str | None = None,
+) -> tuple[int, bool]:
+    """`tasktrail dismiss REF`: mark the task's failed notices handled; on a `lost` task also
+    acknowledge the verdict (its `lost` finding goes away, the task stays lost). Returns
+    (notices dismissed, whether a lost verdict was acknowledged now)."""
+    from ledger import db
+    from ledger.lookup import fetch_row, resolve_row
+    from ledger.status import EventKind, Status
+    from ledger.transitions import bump
+
+    with db.write(engine) as conn:
+        row = resolve_row(conn, ref, tenant)
+        dismissed = dismiss_failed(conn, row["task_id"], now)
+        acknowledged = False
+        for _ in range(50):
+            fresh = fetch_row(conn, row["task_id"])
+            if fresh is None or fresh["status"] != Status.LOST or fresh["acknowledged_at"]:
+                break
+            if bump(
+                conn,
+                fresh,
+                {"acknowledged_at": now, "last_event_at": fresh["last_event_at"]},
+                kind=EventKind.ACKNOWLEDGED,
+                now=now,
+                actor=actor,
+                summary="lost verdict acknowledged",
+            ):
+                acknowledged = True
+                break
+        return dismissed, acknowledged

@@ -1,0 +1,240 @@
+"""Test helpers that ship with the ledger: a recording transport with fault injection, and
+a delivery-worker process for crash tests (`python -m ledger.testing worker ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger.address import Address
+from ledger.exceptions import DeliveryError
+from ledger.transports import Notice, PostedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One call the transport accepted: `send`, `edit` or `digest`."""
+
+    op: str
+    keys: tuple[str, ...]
+    where: str
+    channel_key: str
+    message_id: str
+    notices: tuple[Notice, ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+
+class RecordingTransport:
+    """A `Transport` that records what it was given (in memory, and appended to `path` as
+    JSON lines, one `os.write` each, so a SIGKILLed process leaves whole records).
+
+    Fault injection:
+    - `dead`: destinations (address strings or channel keys) that fail permanently;
+    - `fail_next(error, times)`: the next sends raise `error` (e.g. a 429 with Retry-After);
+    - `on_send`: an async hook called with each notice before it is accepted;
+    - `after_persist`: seconds to sleep after recording and before returning (a window in
+      which a crash leaves a posted-but-unrecorded message);
+    - `enforce_rate`: refuse (transient, with Retry-After) sends faster than `channel_rate`
+      per channel, as Slack does.
+    """
+
+    def __init__(
+        self,
+        platform: str = "slack",
+        *,
+        channel_rate: float = 1000.0,
+        can_edit: bool = True,
+        path: str | Path | None = None,
+        enforce_rate: bool = False,
+        after_persist: float = 0.0,
+    ) -> None:
+        self.platform = platform
+        self.channel_rate = channel_rate
+        self.can_edit = can_edit
+        self.path = Path(path) if path is not None else None
+        self.enforce_rate = enforce_rate
+        self.after_persist = after_persist
+        self.received: list[Received] = []
+        self.dead: set[str] = set()
+        self.on_send: Callable[[Notice], Awaitable[None]] | None = None
+        self.find_calls: list[tuple[str, str]] = []
+        self._faults: list[DeliveryError] = []
+        self._last_send: dict[str, float] = {}
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def fail_next(self, error: DeliveryError, times: int = 1) -> None:
+        self._faults.extend([error] * times)
+
+    def _check(self, where: Address) -> None:
+        if str(where) in self.dead or where.channel_key in self.dead:
+            raise DeliveryError(f"{where} is gone (channel_not_found)", permanent=True)
+        if self._faults:
+            raise self._faults.pop(0)
+        if self.enforce_rate:
+            now = time.monotonic()
+            last = self._last_send.get(where.channel_key)
+            gap = 1.0 / self.channel_rate
+            if last is not None and now - last < gap:
+                raise DeliveryError(
+                    "ratelimited", permanent=False, retry_after=gap - (now - last), code="429"
+                )
+            self._last_send[where.channel_key] = now
+
+    # -- the Transport protocol ------------------------------------------------------------
+
+    async def send(self, notice: Notice) -> PostedMessage:
+        return await self._accept("send", [notice], notice.destination)
+
+    async def edit(self, notice: Notice, message_id: str) -> PostedMessage:
+        return await self._accept("edit", [notice], notice.destination, message_id)
+
+    async def send_digest(self, channel: Address, notices: list[Notice]) -> PostedMessage:
+        return await self._accept("digest", notices, channel)
+
+    async def find_posted(self, idempotency_key: str, where: Address) -> PostedMessage | None:
+        self.find_calls.append((idempotency_key, str(where)))
+        for record in self.records():
+            if idempotency_key in record.keys and record.channel_key == where.channel_key:
+                return PostedMessage(record.message_id, where.channel, where.thread)
+        return None
+
+    async def _accept(
+        self, op: str, notices: list[Notice], where: Address, message_id: str | None = None
+    ) -> PostedMessage:
+        if self.on_send is not None:
+            for notice in notices:
+                await self.on_send(notice)
+        self._check(where)
+        record = Received(
+            op=op,
+            keys=tuple(n.idempotency_key for n in notices),
+            where=str(where),
+            channel_key=where.channel_key,
+            message_id=message_id or uuid.uuid4().hex,
+            notices=tuple(notices),
+        )
+        self.received.append(record)
+        if self.path is not None:
+            line = json.dumps(
+                {
+                    "op": op,
+                    "keys": list(record.keys),
+                    "where": record.where,
+                    "channel_key": record.channel_key,
+                    "message_id": record.message_id,
+                }
+            )
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        if self.after_persist:
+            await asyncio.sleep(self.after_persist)
+        return PostedMessage(record.message_id, where.channel, where.thread)
+
+    # -- reading back ------------------------------------------------------------------------
+
+    def records(self) -> list[Received]:
+        """What was received: from the file when persisting (all processes), else memory."""
+        if self.path is None:
+            return list(self.received)
+        return load_records(self.path)
+
+    def delivered_keys(self) -> list[str]:
+        """Every idempotency key shown, one entry per time shown (edits count too)."""
+        return [key for record in self.records() for key in record.keys]
+
+
+def load_records(path: str | Path) -> list[Received]:
+    target = Path(path)
+    if not target.exists():
+        return []
+    records: list[Received] = []
+    for line in target.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line cannot happen with one os.write
+            continue
+        records.append(
+            Received(
+                op=data["op"],
+                keys=tuple(data["keys"]),
+                where=data["where"],
+                channel_key=data["channel_key"],
+                message_id=data["message_id"],
+            )
+        )
+    return records
+
+
+# -- a worker process for crash tests --------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ledger.testing worker --db URL --record FILE [--claim-lease S]
+    [--after-persist S] [--until-drained] [--worker-id ID]`"""
+    import argparse
+    from datetime import timedelta
+
+    from ledger.config import LedgerConfig
+    from ledger.delivery import DeliveryWorker
+    from ledger.ledger import Ledger
+
+    parser = argparse.ArgumentParser(prog="python -m ledger.testing")
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--record", required=True)
+    parser.add_argument("--platform", default="slack")
+    parser.add_argument("--claim-lease", type=float, default=1.0)
+    parser.add_argument("--after-persist", type=float, default=0.0)
+    parser.add_argument("--channel-rate", type=float, default=1000.0)
+    parser.add_argument("--until-drained", action="store_true")
+    parser.add_argument("--worker-id", default=None)
+    args = parser.parse_args(argv)
+
+    config = LedgerConfig(delivery_claim_lease=timedelta(seconds=args.claim_lease))
+    ledger = Ledger.connect(args.db, config)
+    transport = RecordingTransport(
+        args.platform,
+        path=args.record,
+        after_persist=args.after_persist,
+        channel_rate=args.channel_rate,
+    )
+    worker = DeliveryWorker(ledger, config, [transport], args.worker_id, poll_interval=0.05)
+
+    async def drive() -> None:
+        stop = asyncio.Event()
+        if not args.until_drained:
+            await worker.run(stop)
+            return
+        while True:
+            await worker.run_once()
+            if not ledger.deliveries(status="pending", limit=1) and not ledger.deliveries(
+                status="retrying", limit=1
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+    print("ready", flush=True)
+    try:
+        asyncio.run(drive())
+    finally:
+        ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
