@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "artifact": "bot.cli.tasks:artifact_cmd",
     "notify": "bot.cli.tasks:notify_cmd",
     "cancel": "bot.cli.tasks:cancel_cmd",
+    "retry": "bot.cli.delivery:retry_cmd",
+    "dismiss": "bot.cli.delivery:dismiss_cmd",
+    "deliveries": "bot.cli.delivery:deliveries_cmd",
 }
 
 
