@@ -81,6 +81,8 @@ class EventKind(StrEnum):
     MERGED = "merged"
     GRACE_GRANTED = "grace_granted"
     LEASE_EXTENDED = "lease_extended"
+    #: A mirrored task's source (OpenClaw) changed fields other than the status.
+    MIRRORED = "mirrored"
 
 
 ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.RUNNING})

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "artifact": "bot.cli.tasks:artifact_cmd",
     "notify": "bot.cli.tasks:notify_cmd",
     "cancel": "bot.cli.tasks:cancel_cmd",
+    "import": "bot.cli.importer:import_group",
     "retry": "bot.cli.delivery:retry_cmd",
     "dismiss": "bot.cli.delivery:dismiss_cmd",
     "deliveries": "bot.cli.delivery:deliveries_cmd",

@@ -96,6 +96,13 @@ def print_task_table(
         console.print(f"[dim]more: --cursor {next_cursor} (or --limit N / --all)[/]")
 
 
+def _with_origin(value: str, origin: str | None, original: Any) -> str:
+    """`delivered (openclaw: session_queued)`: a mirrored task's own value, shown beside ours."""
+    if origin and original and original != value:
+        return f"{value} ({origin}: {original})"
+    return value
+
+
 def print_task_detail(task: TaskRecord, events: list[EventRecord] | None) -> None:
     from rich.table import Table
 
@@ -122,8 +129,9 @@ def print_task_detail(task: TaskRecord, events: list[EventRecord] | None) -> Non
     row("requester", task.requester_session_key)
     row("parent", task.parent_task_id)
     row("reply to", str(task.reply_to) if task.reply_to else None)
-    row("notify", task.notify_policy)
-    row("delivery", task.delivery_status)
+    origin = task.origin_detail or {}
+    row("notify", _with_origin(task.notify_policy, task.origin, origin.get("notify_policy")))
+    row("delivery", _with_origin(task.delivery_status, task.origin, origin.get("delivery_status")))
     row("created", task.created_at)
     row("started", task.started_at)
     row("ended", task.ended_at)

@@ -1,0 +1,18 @@
+"""Readers of other task ledgers that tasktrail mirrors (OpenClaw's state database)."""
+
+from ledger.importers.openclaw import (
+    ImportReport,
+    SkippedRow,
+    import_openclaw,
+    openclaw_watch_job,
+)
+from ledger.importers.openclaw_source import OpenClawSourceError, resolve_openclaw_db
+
+__all__ = [
+    "ImportReport",
+    "OpenClawSourceError",
+    "SkippedRow",
+    "import_openclaw",
+    "openclaw_watch_job",
+    "resolve_openclaw_db",
+]

@@ -1,0 +1,589 @@
+"""Mirror an OpenClaw task ledger into tasktrail: a one-off import and the live mirror.
+
+Each pass reads the `task_runs` rows whose `last_event_at` is at or after the watermark kept
+in `ledger_state` (minus a small overlap, for rows a slow OpenClaw transaction committed
+late), page by page; every page is one tasktrail write transaction:
+
+- rows not yet mirrored are inserted with Core `insert()` executemany, each with its
+  `created` event (a task and its event always commit together);
+- mirrored rows that differ go through `ledger.transitions.transition()` when the status
+  moved (so terminal stays sticky: a refused move is recorded as `late_update_ignored`, and a
+  `lost` task that OpenClaw later finished is `recovered`), else through `bump()` with a
+  `mirrored` event; rows that match are not written at all;
+- rows OpenClaw's own reader would reject are skipped, each with a reason.
+
+Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, insert, select, text, update
+
+from ledger import db
+from ledger.config import LedgerConfig
+from ledger.ids import new_task_id
+from ledger.importers.openclaw_source import (
+    DELIVERY_MAP,
+    EPOCH,
+    ORIGIN,
+    MappedTask,
+    OpenClawSource,
+    OpenClawSourceError,
+    RowRejected,
+    dump_detail,
+    map_row,
+    resolve_openclaw_db,
+)
+from ledger.lookup import fetch_row
+from ledger.schema import events_table, state_table, tasks_table
+from ledger.status import ENDED, EventKind, Status, is_allowed
+from ledger.timeutil import isoformat
+from ledger.transitions import bump, record_refusal, transition
+
+if TYPE_CHECKING:
+    from ledger.ledger import Ledger
+
+log = logging.getLogger(__name__)
+T = tasks_table.c
+S = state_table.c
+
+#: Rows whose `last_event_at` is this close below the watermark are read again (and
+#: compared), so a row committed late by a slow OpenClaw transaction is not missed.
+OVERLAP_MS = 60_000
+PAGE_SIZE = 2000
+#: PostgreSQL advisory lock held by an import transaction, so two importers (the `serve`
+#: mirror and a manual `tasktrail import`) never insert the same OpenClaw task twice.
+IMPORT_LOCK_KEY = 0x7A5C_0C1A
+ACTOR = "openclaw"
+_CHUNK = 500
+_CAS_ATTEMPTS = 20
+
+#: Fields copied from OpenClaw on every change (None included).
+_SYNCED = (
+    "label",
+    "task",
+    "task_kind",
+    "source_id",
+    "child_session_key",
+    "requester_session_key",
+    "progress_summary",
+    "terminal_summary",
+    "error",
+    "origin_detail",
+)
+#: Fields copied only when OpenClaw has a value (tasktrail may have stamped its own).
+_SYNCED_WHEN_SET = ("started_at", "ended_at", "cleanup_after", "reply_to", "parent_task_id")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRow:
+    openclaw_task_id: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"openclaw_task_id": self.openclaw_task_id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What one import pass did. `by_status`/`by_runtime` count the OpenClaw rows read and
+    accepted in this pass, by their OpenClaw status and runtime."""
+
+    source: str
+    tenant: str
+    notify_from_tasktrail: bool
+    rows_read: int
+    created: int
+    updated: int
+    unchanged: int
+    refused: int
+    skipped: int
+    by_status: Mapping[str, int] = field(default_factory=dict)
+    by_runtime: Mapping[str, int] = field(default_factory=dict)
+    skipped_rows: tuple[SkippedRow, ...] = ()
+    watermark: datetime | None = None
+    elapsed_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Rows per second over the pass."""
+        return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "tenant": self.tenant,
+            "notify_from_tasktrail": self.notify_from_tasktrail,
+            "rows_read": self.rows_read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "refused": self.refused,
+            "skipped": self.skipped,
+            "by_status": dict(sorted(self.by_status.items())),
+            "by_runtime": dict(sorted(self.by_runtime.items())),
+            "skipped_rows": [s.to_json() for s in self.skipped_rows],
+            "watermark": isoformat(self.watermark),
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Tally:
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_runtime: Counter[str] = field(default_factory=Counter)
+    skipped: list[SkippedRow] = field(default_factory=list)
+
+
+def watermark_key(tenant: str, path: Path) -> str:
+    digest = hashlib.sha256(f"{tenant}\0{path}".encode()).hexdigest()[:24]
+    return f"openclaw:watermark:{digest}"
+
+
+def _load_watermark(engine: Engine, key: str) -> int | None:
+    with db.read(engine) as conn:
+        value = conn.execute(select(S.value).where(S.key == key)).scalar()
+    if value is None:
+        return None
+    try:
+        return int(json.loads(value)["last_event_at_ms"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_watermark(
+    conn: Connection, key: str, ms: int, *, path: Path, tenant: str, now: datetime
+) -> None:
+    value = json.dumps({"last_event_at_ms": ms, "source": str(path), "tenant": tenant})
+    done = conn.execute(
+        update(state_table).where(S.key == key).values(value=value, updated_at=now)
+    ).rowcount
+    if not done:
+        conn.execute(insert(state_table), {"key": key, "value": value, "updated_at": now})
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(refs):
+        for row in conn.execute(
+            select(tasks_table).where(
+                T.tenant == tenant, T.origin == ORIGIN, T.origin_ref.in_(chunk)
+            )
+        ).mappings():
+            found[row["origin_ref"]] = dict(row)
+    return found
+
+
+def _mirror_ids(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(refs):
+        for task_id, ref in conn.execute(
+            select(T.task_id, T.origin_ref).where(
+                T.tenant == tenant, T.origin == ORIGIN, T.origin_ref.in_(chunk)
+            )
+        ):
+            found[ref] = task_id
+    return found
+
+
+def _taken_run_ids(conn: Connection, tenant: str, run_ids: Sequence[str]) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(run_ids):
+        taken.update(
+            conn.execute(select(T.run_id).where(T.tenant == tenant, T.run_id.in_(chunk))).scalars()
+        )
+    return taken
+
+
+class _Importer:
+    def __init__(
+        self,
+        engine: Engine,
+        config: LedgerConfig,
+        *,
+        path: Path,
+        tenant: str,
+        notify_from_tasktrail: bool,
+        now: datetime,
+        since_ms: int | None,
+        key: str,
+        tally: _Tally,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.path = path
+        self.tenant = tenant
+        self.notify = notify_from_tasktrail
+        self.now = now
+        self.since_ms = since_ms
+        self.key = key
+        self.tally = tally
+        platform, _, space = tenant.partition(":")
+        self.tenant_platform = platform if space else None
+        self.tenant_space = space or None
+        self.orphans = 0
+
+    # -- one page ---------------------------------------------------------------------------
+
+    def map_page(self, page: Sequence[Any]) -> list[MappedTask]:
+        mapped: list[MappedTask] = []
+        for row in page:
+            self.tally.rows_read += 1
+            try:
+                task = map_row(
+                    row,
+                    tenant=self.tenant,
+                    notify_from_tasktrail=self.notify,
+                    tenant_platform=self.tenant_platform,
+                    tenant_space=self.tenant_space,
+                )
+            except RowRejected as rejected:
+                ref = row["task_id"] if isinstance(row["task_id"], str) else None
+                self.tally.skipped.append(SkippedRow(ref, str(rejected)))
+                continue
+            mapped.append(task)
+        return mapped
+
+    def write_page(self, mapped: list[MappedTask], last_ms: int | None) -> None:
+        with db.write(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK_KEY})
+            existing = _mirror_rows(conn, self.tenant, [m.origin_ref for m in mapped])
+            new = [m for m in mapped if m.origin_ref not in existing]
+            self._insert(conn, new)
+            for task in mapped:
+                row = existing.get(task.origin_ref)
+                if row is not None:
+                    self._update(conn, row, task)
+                self.tally.by_status[task.source_status] += 1
+                self.tally.by_runtime[task.source_runtime] += 1
+            if last_ms is not None:
+                _store_watermark(
+                    conn, self.key, last_ms, path=self.path, tenant=self.tenant, now=self.now
+                )
+
+    # -- new rows ---------------------------------------------------------------------------
+
+    def _insert(self, conn: Connection, new: list[MappedTask]) -> None:
+        if not new:
+            return
+        for task in new:
+            task.values["task_id"] = new_task_id()
+            task.values["version"] = 1
+        ids = {m.origin_ref: m.values["task_id"] for m in new}
+        wanted = sorted({m.parent_ref for m in new if m.parent_ref and m.parent_ref not in ids})
+        parents = {**_mirror_ids(conn, self.tenant, wanted), **ids} if wanted else ids
+        run_ids = sorted({m.values["run_id"] for m in new if m.values["run_id"]})
+        taken = _taken_run_ids(conn, self.tenant, run_ids) if run_ids else set()
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for task in new:
+            values = task.values
+            run_id = values["run_id"]
+            if run_id:
+                if run_id in taken:
+                    # another task in this tenant holds the run id (run ids are unique per
+                    # tenant in tasktrail, not in OpenClaw): keep it in the origin detail
+                    task.detail["run_id"] = run_id
+                    values["run_id"] = None
+                else:
+                    taken.add(run_id)
+            if task.parent_ref:
+                values["parent_task_id"] = parents.get(task.parent_ref)
+                if values["parent_task_id"] is None:
+                    self.orphans += 1
+            values["origin_detail"] = dump_detail(task.detail)
+            rows.append(values)
+            events.append(
+                {
+                    "task_id": values["task_id"],
+                    "seq": 1,
+                    "at": self.now,
+                    "kind": EventKind.CREATED.value,
+                    "from_status": None,
+                    "to_status": values["status"],
+                    "actor": ACTOR,
+                    "summary": f"mirrored from OpenClaw task {task.origin_ref}",
+                }
+            )
+        conn.execute(insert(tasks_table), rows)
+        conn.execute(insert(events_table), events)
+        self.tally.created += len(rows)
+        if self.notify:
+            self._announce_new(conn, rows)
+
+    def _announce_new(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """With --notify-from-tasktrail, new tasks that are active, or that ended since the
+        previous pass, get their notices; history found on a first import does not."""
+        from ledger.notify import enqueue_for_transition
+
+        since = None if self.since_ms is None else _ms_to_dt(self.since_ms)
+        for values in rows:
+            status = Status(values["status"])
+            if status.is_active:
+                before = dict(values, status=None)
+                kind = EventKind.CREATED.value
+            elif since is not None and values["ended_at"] and values["ended_at"] >= since:
+                before = dict(values, status=Status.RUNNING.value)
+                kind = EventKind.FINISHED.value
+            else:
+                continue
+            enqueue_for_transition(
+                conn, before, values, kind=kind, now=self.now, config=self.config
+            )
+
+    # -- mirrored rows ----------------------------------------------------------------------
+
+    def _desired(
+        self, conn: Connection, row: Mapping[str, Any], task: MappedTask
+    ) -> dict[str, Any]:
+        """The fields of the mirror that differ from what OpenClaw now says."""
+        values = task.values
+        detail = dict(task.detail)
+        if values["run_id"] and row["run_id"] != values["run_id"]:
+            detail["run_id"] = values["run_id"]  # held by another task here (see _insert)
+        if task.parent_ref and row["parent_task_id"] is None:
+            parent = _mirror_ids(conn, self.tenant, [task.parent_ref])
+            values["parent_task_id"] = parent.get(task.parent_ref)
+        desired: dict[str, Any] = {name: values[name] for name in _SYNCED}
+        desired["origin_detail"] = dump_detail(detail)
+        for name in _SYNCED_WHEN_SET:
+            if values[name] is not None:
+                desired[name] = values[name]
+        if row["notify_policy"] == "silent":
+            # OpenClaw delivers this task's notices: its delivery status is the one to show
+            desired["delivery_status"] = DELIVERY_MAP[task.detail["delivery_status"]]
+        return {k: v for k, v in desired.items() if row[k] != v}
+
+    def _update(self, conn: Connection, row: dict[str, Any], task: MappedTask) -> None:
+        requested = Status(task.source_status)
+        for _ in range(_CAS_ATTEMPTS):
+            changes = self._desired(conn, row, task)
+            current = Status(row["status"])
+            if requested is current:
+                if not changes:
+                    self.tally.unchanged += 1
+                    return
+                changes["last_event_at"] = task.values["last_event_at"]
+                fields = ", ".join(sorted(k for k in changes if k != "last_event_at"))
+                new_row = bump(
+                    conn,
+                    row,
+                    changes,
+                    kind=EventKind.MIRRORED,
+                    now=self.now,
+                    actor=ACTOR,
+                    summary=f"OpenClaw changed {fields}",
+                )
+            elif not is_allowed(current, requested):
+                if self._already_refused(conn, row, requested):
+                    self.tally.unchanged += 1
+                    return
+                record_refusal(
+                    conn,
+                    row,
+                    requested.value,
+                    now=self.now,
+                    actor=ACTOR,
+                    reason=f"OpenClaw reports {requested.value}; the mirror stays {current.value}",
+                )
+                self.tally.refused += 1
+                return
+            else:
+                new_row = transition(
+                    conn,
+                    row,
+                    requested,
+                    now=self.now,
+                    config=self.config,
+                    actor=ACTOR,
+                    summary=task.values["terminal_summary"] or task.values["error"],
+                    extra=self._transition_extra(task, requested, changes),
+                )
+            if new_row is not None:
+                self.tally.updated += 1
+                return
+            fresh = fetch_row(conn, row["task_id"])
+            if fresh is None:
+                return
+            row = fresh
+        log.warning("openclaw import: task %s kept changing; skipped this pass", row["task_id"])
+
+    def _transition_extra(
+        self, task: MappedTask, requested: Status, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        values = task.values
+        extra = dict(changes)
+        extra.update(
+            heartbeat_at=None,
+            lease_expires_at=None,
+            grace_until=None,
+            last_event_at=values["last_event_at"],
+        )
+        if requested in ENDED:
+            floor = values["started_at"] or values["created_at"]
+            ended = values["ended_at"] or max(self.now, floor)
+            extra["ended_at"] = ended
+            if requested.is_terminal:
+                extra["cleanup_after"] = values["cleanup_after"] or (
+                    ended + self.config.retention_for(requested)
+                )
+        if requested is Status.RUNNING and values["started_at"] is not None:
+            extra["started_at"] = values["started_at"]
+        return extra
+
+    def _already_refused(self, conn: Connection, row: Mapping[str, Any], requested: Status) -> bool:
+        """The same refused move was recorded already and OpenClaw has not moved since:
+        recording it again on every pass would be noise."""
+        last = conn.execute(
+            select(events_table.c.kind, events_table.c.to_status)
+            .where(events_table.c.task_id == row["task_id"])
+            .order_by(events_table.c.seq.desc())
+            .limit(1)
+        ).first()
+        return (
+            last is not None
+            and last.kind == EventKind.LATE_UPDATE_IGNORED
+            and last.to_status == requested.value
+        )
+
+    # -- links whose parent arrived after the child -----------------------------------------
+
+    def link_orphans(self) -> None:
+        with db.write(self.engine) as conn:
+            rows = conn.execute(
+                select(T.task_id, T.origin_detail).where(
+                    T.tenant == self.tenant,
+                    T.origin == ORIGIN,
+                    T.parent_task_id.is_(None),
+                    T.origin_detail.like('%"parent_task_id"%'),
+                )
+            ).all()
+            wanted: dict[str, str] = {}
+            for task_id, detail in rows:
+                parent_ref = json.loads(detail).get("parent_task_id")
+                if isinstance(parent_ref, str):
+                    wanted[task_id] = parent_ref
+            found = _mirror_ids(conn, self.tenant, sorted(set(wanted.values())))
+            for task_id, parent_ref in wanted.items():
+                if parent_ref in found:
+                    conn.execute(
+                        update(tasks_table)
+                        .where(T.task_id == task_id)
+                        .values(parent_task_id=found[parent_ref])
+                    )
+
+
+def _ms_to_dt(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def import_openclaw(
+    engine: Engine,
+    config: LedgerConfig,
+    path: str | Path,
+    *,
+    now: datetime,
+    tenant: str = "default",
+    notify_from_tasktrail: bool = False,
+    page_size: int = PAGE_SIZE,
+) -> ImportReport:
+    """One import pass of the OpenClaw database at `path` into tenant `tenant`."""
+    started = time.perf_counter()
+    with OpenClawSource(path) as source:
+        key = watermark_key(tenant, source.path)
+        watermark = _load_watermark(engine, key)
+        since = None if watermark is None else watermark - OVERLAP_MS
+        tally = _Tally()
+        importer = _Importer(
+            engine,
+            config,
+            path=source.path,
+            tenant=tenant,
+            notify_from_tasktrail=notify_from_tasktrail,
+            now=now,
+            since_ms=watermark,
+            key=key,
+            tally=tally,
+        )
+        high = watermark
+        for page in source.pages(since, page_size):
+            page_ms = [r["last_event_at"] for r in page if isinstance(r["last_event_at"], int)]
+            if page_ms:
+                high = max(page_ms) if high is None else max(high, max(page_ms))
+            importer.write_page(importer.map_page(page), high)
+        if importer.orphans:
+            importer.link_orphans()
+        source_name = str(source.path)
+    return ImportReport(
+        source=source_name,
+        tenant=tenant,
+        notify_from_tasktrail=notify_from_tasktrail,
+        rows_read=tally.rows_read,
+        created=tally.created,
+        updated=tally.updated,
+        unchanged=tally.unchanged,
+        refused=tally.refused,
+        skipped=len(tally.skipped),
+        by_status=dict(tally.by_status),
+        by_runtime=dict(tally.by_runtime),
+        skipped_rows=tuple(tally.skipped),
+        watermark=None if high is None else _ms_to_dt(high),
+        elapsed_seconds=time.perf_counter() - started,
+    )
+
+
+def openclaw_watch_job(
+    ledger: Ledger,
+    path: str | Path,
+    tenant: str = "default",
+    *,
+    notify_from_tasktrail: bool = False,
+) -> ImportReport | None:
+    """One mirror pass for a scheduler (`serve` with `TASKTRAIL_OPENCLAW_STATE_DIR`): `path`
+    is a state directory or the database file. Problems are logged, never raised, so the
+    next pass simply tries again."""
+    from ledger.exceptions import LedgerError
+
+    try:
+        report = ledger.import_openclaw(
+            resolve_openclaw_db(state_dir=path),
+            tenant=tenant,
+            notify_from_tasktrail=notify_from_tasktrail,
+        )
+    except OpenClawSourceError as error:
+        log.warning("openclaw mirror: %s", error)
+        return None
+    except LedgerError as error:  # the ledger was busy: the next pass catches up
+        log.warning("openclaw mirror pass failed: %s", error)
+        return None
+    if report.created or report.updated or report.refused or report.skipped:
+        log.info(
+            "openclaw mirror: %d created, %d updated, %d refused, %d skipped",
+            report.created,
+            report.updated,
+            report.refused,
+            report.skipped,
+        )
+    return report
