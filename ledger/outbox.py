@@ -61,8 +61,10 @@ def enqueue_notice(
         insert(deliveries_table)
         .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(deliveries_table.c.id)
     )
-    return bool(conn.execute(statement).rowcount == 1)
+    # A returned row means it was inserted (rowcount is unreliable here on psycopg).
+    return conn.execute(statement).first() is not None
 
 
 def release_expired_claims(conn: Connection, now: datetime) -> list[str]:

@@ -206,8 +206,10 @@ def create_task(
         if run_id is None:
             conn.execute(insert(tasks_table), values)
         else:
-            inserted = conn.execute(_insert_ignoring_conflict(conn, values)).rowcount
-            if inserted != 1:
+            # ON CONFLICT DO NOTHING: a returned row means we inserted (rowcount is not
+            # reliable for this statement on psycopg).
+            inserted = conn.execute(_insert_ignoring_conflict(conn, values)).first()
+            if inserted is None:
                 return _merge_existing(conn, tenant, run_id, values, now=now, actor=actor)
         write_event(
             conn,
@@ -233,11 +235,13 @@ def _insert_ignoring_conflict(conn: Connection, values: Mapping[str, Any]) -> An
             postgresql.insert(tasks_table)
             .values(values)
             .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
+            .returning(T.task_id)
         )
     return (
         sqlite.insert(tasks_table)
         .values(values)
         .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
+        .returning(T.task_id)
     )
 
 
@@ -535,6 +539,10 @@ def add_artifact(
     kind_value = parse_enum(ArtifactKind, kind, "kind").value
     check_text(value, "value", VALUE_MAX, required=True)
     expectations = {k: v for k, v in (proof or {}).items() if v is not None}
+    if expectations:
+        from ledger.proof_checks import validate_expectations
+
+        expectations = validate_expectations(kind_value, value, expectations)
 
     def step(conn: Connection, row: dict[str, Any]) -> dict[str, Any] | None:
         values: dict[str, Any] = {}
