@@ -1,0 +1,355 @@
+"""Board data (SPEC §10), once for Slack, Discord and the web board.
+
+Every query is bounded: rows come from one `LIMIT`ed query per (group, status) over the
+`(tenant, status, created_at)` index, merged in Python, and counts stop at `count_cap`
+(shown as "10000+"), so a ledger with a million tasks costs a few small index range scans.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select
+
+from bot.chat.permissions import Actor
+from ledger import db
+from ledger.ids import short_id
+from ledger.ledger import Ledger
+from ledger.schema import followers_table, tasks_table
+from ledger.status import Status
+
+T = tasks_table.c
+
+ICONS: dict[str, str] = {
+    "queued": "⏳",
+    "running": "🔄",
+    "succeeded": "✅",
+    "failed": "❌",
+    "timed_out": "⌛",
+    "cancelled": "🚫",
+    "lost": "👻",
+}
+GROUP_TITLES = {
+    "attention": "Needs attention",
+    "running": "Running",
+    "queued": "Queued",
+    "finished": "Recently finished",
+}
+DEFAULT_ROWS = 10
+DEFAULT_COUNT_CAP = 10_000
+
+_UNPROVEN = and_(
+    T.status == Status.SUCCEEDED.value,
+    T.proof_required.is_(True),
+    or_(T.proof_status.is_(None), T.proof_status != "verified"),
+)
+_DELIVERY_FAILED = T.delivery_status == "failed"
+_LOST_UNACK = T.acknowledged_at.is_(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    group: str
+    status: Status
+    extra: ColumnElement[bool] | None
+
+
+#: Which rows make up each group, one index range per status. The parts are disjoint.
+_PARTS: tuple[_Part, ...] = (
+    _Part("attention", Status.FAILED, None),
+    _Part("attention", Status.TIMED_OUT, None),
+    _Part("attention", Status.LOST, _LOST_UNACK),
+    _Part("attention", Status.SUCCEEDED, or_(_UNPROVEN, _DELIVERY_FAILED)),
+    _Part("attention", Status.CANCELLED, _DELIVERY_FAILED),
+    _Part("attention", Status.LOST, and_(not_(_LOST_UNACK), _DELIVERY_FAILED)),
+    _Part("running", Status.RUNNING, None),
+    _Part("queued", Status.QUEUED, None),
+    _Part("finished", Status.SUCCEEDED, and_(not_(_UNPROVEN), not_(_DELIVERY_FAILED))),
+    _Part("finished", Status.CANCELLED, not_(_DELIVERY_FAILED)),
+    _Part("finished", Status.LOST, and_(not_(_LOST_UNACK), not_(_DELIVERY_FAILED))),
+)
+
+#: Status filters: which statuses a filtered board keeps.
+_STATUS_FILTERS: dict[str, frozenset[Status]] = {
+    "running": frozenset({Status.RUNNING}),
+    "queued": frozenset({Status.QUEUED}),
+    "failed": frozenset({Status.FAILED, Status.TIMED_OUT}),
+    "lost": frozenset({Status.LOST}),
+}
+
+_FILTER_GROUP: dict[Status, str] = {
+    Status.FAILED: "attention",
+    Status.TIMED_OUT: "attention",
+    Status.LOST: "attention",
+    Status.RUNNING: "running",
+    Status.QUEUED: "queued",
+}
+
+_ROW_COLUMNS = (
+    T.task_id,
+    T.status,
+    T.label,
+    T.runtime,
+    T.created_at,
+    T.delivery_status,
+    T.proof_required,
+    T.proof_status,
+    T.reply_to,
+    T.requester_session_key,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    task_id: str
+    short_id: str
+    status: str
+    icon: str
+    #: The full label, untrusted: renderers escape and shorten it.
+    label: str
+    runtime: str
+    age_seconds: float
+    delivery_status: str
+    #: "proven", "unproven", "proof failed", or None when no proof is involved.
+    proof: str | None
+    #: Who asked: the reply_to user (`slack:U1`) or the requester session key.
+    requester: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardGroup:
+    key: str
+    title: str
+    rows: tuple[BoardRow, ...]
+    #: Rows in this group not shown (capped at the board's count cap).
+    more: int
+    #: True when the total reached the count cap (render "N+").
+    capped: bool = False
+
+    @property
+    def total(self) -> int:
+        return len(self.rows) + self.more
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    running: int
+    queued: int
+    attention: int
+    capped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    tenant: str
+    #: `platform:workspace/channel` when scoped to a channel, else None.
+    channel_key: str | None
+    #: The filter as given (None: this channel's board).
+    filter: str | None
+    counts: Counts
+    groups: tuple[BoardGroup, ...]
+    #: Counts for the rest of the workspace when scoped to a channel, else None.
+    elsewhere: Counts | None
+    generated_at: datetime
+
+    @property
+    def is_empty(self) -> bool:
+        return all(not g.rows for g in self.groups)
+
+    @property
+    def more(self) -> int:
+        return sum(g.more for g in self.groups)
+
+
+def proof_label(status: str, proof_required: bool, proof_status: str | None) -> str | None:
+    if proof_status == "failed":
+        return "proof failed"
+    if status != Status.SUCCEEDED.value:
+        return None
+    if proof_status == "verified":
+        return "proven"
+    if proof_required or proof_status is not None:
+        return "unproven"
+    return None
+
+
+def requester_of(reply_to: str | None, requester_session_key: str | None) -> str | None:
+    if reply_to and "@" in reply_to:
+        platform = reply_to.split(":", 1)[0]
+        return f"{platform}:{reply_to.rsplit('@', 1)[1]}"
+    return requester_session_key
+
+
+def _row(row: Any, now: datetime) -> BoardRow:
+    status = row.status
+    return BoardRow(
+        task_id=row.task_id,
+        short_id=short_id(row.task_id),
+        status=status,
+        icon=ICONS.get(status, "•"),
+        label=row.label,
+        runtime=row.runtime,
+        age_seconds=max(0.0, (now - row.created_at).total_seconds()),
+        delivery_status=row.delivery_status,
+        proof=proof_label(status, bool(row.proof_required), row.proof_status),
+        requester=requester_of(row.reply_to, row.requester_session_key),
+    )
+
+
+def channel_condition(channel_key: str) -> ColumnElement[bool]:
+    """Tasks whose reply_to is in the channel or that a thread in the channel follows."""
+    followed = select(followers_table.c.task_id).where(followers_table.c.channel_key == channel_key)
+    return or_(
+        T.reply_to == channel_key,
+        T.reply_to.startswith(channel_key + "/", autoescape=True),
+        T.reply_to.startswith(channel_key + "@", autoescape=True),
+        T.task_id.in_(followed),
+    )
+
+
+def mine_condition(actor: Actor) -> ColumnElement[bool]:
+    return or_(
+        T.requester_session_key == actor.key,
+        and_(
+            T.reply_to.startswith(f"{actor.platform}:", autoescape=True),
+            T.reply_to.endswith(f"@{actor.user_id}", autoescape=True),
+        ),
+    )
+
+
+def _scope(
+    tenant: str, filter: str | None, channel_key: str | None, actor: Actor | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [T.tenant == tenant]
+    if filter is None and channel_key is not None:
+        conditions.append(channel_condition(channel_key))
+    elif filter == "mine":
+        if actor is None:
+            conditions.append(T.task_id.is_(None))
+        else:
+            conditions.append(mine_condition(actor))
+    elif filter is not None and filter.startswith("runtime:"):
+        conditions.append(T.runtime == filter.split(":", 1)[1])
+    return conditions
+
+
+def _where(scope: Sequence[ColumnElement[bool]], part: _Part) -> ColumnElement[bool]:
+    conditions = [*scope, T.status == part.status.value]
+    if part.extra is not None:
+        conditions.append(part.extra)
+    return and_(*conditions)
+
+
+def _count(conn: Connection, where: ColumnElement[bool], cap: int) -> int:
+    inner = select(T.task_id).where(where).limit(cap).subquery()
+    return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+
+
+def _counts(conn: Connection, scope: Sequence[ColumnElement[bool]], cap: int) -> Counts:
+    totals = {"running": 0, "queued": 0, "attention": 0}
+    capped = False
+    for part in _PARTS:
+        if part.group == "finished":
+            continue
+        n = _count(conn, _where(scope, part), cap)
+        capped = capped or n >= cap
+        totals[part.group] += n
+    return Counts(totals["running"], totals["queued"], totals["attention"], capped)
+
+
+def _group(
+    conn: Connection,
+    key: str,
+    parts: Sequence[_Part],
+    scope: Sequence[ColumnElement[bool]],
+    *,
+    rows: int,
+    cap: int,
+    now: datetime,
+) -> BoardGroup:
+    found: list[list[Any]] = []
+    total = 0
+    capped = False
+    for part in parts:
+        where = _where(scope, part)
+        result = conn.execute(
+            select(*_ROW_COLUMNS)
+            .where(where)
+            .order_by(T.created_at.desc(), T.task_id.desc())
+            .limit(rows)
+        ).all()
+        found.append(list(result))
+        if len(result) < rows:
+            total += len(result)
+        else:
+            n = _count(conn, where, cap)
+            capped = capped or n >= cap
+            total += n
+    merged = heapq.merge(*found, key=lambda r: (r.created_at, r.task_id), reverse=True)
+    shown = tuple(_row(r, now) for _, r in zip(range(rows), merged, strict=False))
+    return BoardGroup(key, GROUP_TITLES[key], shown, max(0, total - len(shown)), capped)
+
+
+def build_board_conn(
+    conn: Connection,
+    *,
+    tenant: str,
+    channel_key: str | None,
+    filter: str | None,
+    actor: Actor | None,
+    now: datetime,
+    rows: int = DEFAULT_ROWS,
+    count_cap: int = DEFAULT_COUNT_CAP,
+) -> Board:
+    scope = _scope(tenant, filter, channel_key, actor)
+    keep = _STATUS_FILTERS.get(filter or "")
+    groups: list[BoardGroup] = []
+    for key in GROUP_TITLES:
+        if keep is None:
+            parts = [p for p in _PARTS if p.group == key]
+        else:
+            # A status filter shows every task of those statuses, acknowledged or not.
+            parts = [_Part(key, s, None) for s in sorted(keep) if _FILTER_GROUP[s] == key]
+        if parts:
+            groups.append(_group(conn, key, parts, scope, rows=rows, cap=count_cap, now=now))
+    counts = _counts(conn, scope, count_cap)
+    elsewhere = None
+    if filter is None and channel_key is not None:
+        everywhere = _counts(conn, [T.tenant == tenant], count_cap)
+        elsewhere = Counts(
+            max(0, everywhere.running - counts.running),
+            max(0, everywhere.queued - counts.queued),
+            max(0, everywhere.attention - counts.attention),
+            everywhere.capped,
+        )
+    return Board(tenant, channel_key, filter, counts, tuple(groups), elsewhere, now)
+
+
+def build_board(
+    ledger: Ledger,
+    *,
+    tenant: str,
+    channel_key: str | None,
+    filter: str | None,
+    actor: Actor | None,
+    now: datetime,
+    rows: int = DEFAULT_ROWS,
+    count_cap: int = DEFAULT_COUNT_CAP,
+) -> Board:
+    """The board for `tenant`: this channel's tasks when `filter` is None and `channel_key`
+    is given, else the whole tenant narrowed by `filter` (see `bot.chat.commands`)."""
+    with db.read(ledger.engine) as conn:
+        return build_board_conn(
+            conn,
+            tenant=tenant,
+            channel_key=channel_key,
+            filter=filter,
+            actor=actor,
+            now=now,
+            rows=rows,
+            count_cap=count_cap,
+        )
