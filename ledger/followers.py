@@ -48,8 +48,9 @@ def follow_task(
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["task_id", "address"])
-        ).rowcount
-        if added == 1:
+            .returning(F.id)
+        ).first()  # a returned row means inserted (psycopg's rowcount is -1 here)
+        if added is not None:
             values: dict[str, Any] = {"follower_count": T.follower_count + 1}
             if (
                 row["delivery_status"] == "not_applicable"
