@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ledger.importers.openclaw import ImportReport
+    from ledger.proof import ProofPass
     from ledger.track import TrackedTask
 
 
@@ -453,6 +454,34 @@ class Ledger:
             task_id = resolve_row(conn, task, tenant)["task_id"] if task else None
             rows = list_deliveries(conn, status=status, task_id=task_id, tenant=tenant, limit=limit)
         return tuple(delivery_from_row(r) for r in rows)
+
+    # -- proof: are the claimed artifacts really there (ledger.proof) -----------------------
+
+    def check_proof(
+        self,
+        ref: str,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        """Run the task's proof checks now; returns the task with its artifacts."""
+        from ledger.proof import check_task
+
+        return check_task(
+            self.engine,
+            self.config,
+            ref,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+
+    def run_due_proof_checks(self, *, now: datetime | None = None, limit: int = 100) -> ProofPass:
+        """Check the artifacts whose re-check is due (the scheduler's proof job)."""
+        from ledger.proof import run_due_checks
+
+        return run_due_checks(self.engine, self.config, now=self._now(now), limit=limit)
 
     # -- mirrors of other ledgers -----------------------------------------------------------
 

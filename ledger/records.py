@@ -27,6 +27,8 @@ class ArtifactRecord:
     checked_at: datetime | None
     detail: str | None
     created_at: datetime
+    #: When the scheduler checks it again (None: verified, given up, or nothing to check).
+    next_check_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,7 @@ class ArtifactRecord:
             "checked_at": isoformat(self.checked_at),
             "detail": self.detail,
             "created_at": isoformat(self.created_at),
+            "next_check_at": isoformat(self.next_check_at),
         }
 
 
@@ -310,6 +313,7 @@ def artifact_from_row(row: Mapping[Any, Any]) -> ArtifactRecord:
         checked_at=row["checked_at"],
         detail=row["detail"],
         created_at=row["created_at"],
+        next_check_at=row.get("next_check_at"),
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ledger.records import SCHEMA_VERSION, EventRecord, TaskRecord
+from ledger.records import SCHEMA_VERSION, ArtifactRecord, EventRecord, TaskRecord
 from ledger.timeutil import humanize_age, isoformat, utcnow
 
 STATUS_STYLE = {
@@ -148,18 +148,7 @@ def print_task_detail(task: TaskRecord, events: list[EventRecord] | None) -> Non
         row("origin", f"{task.origin} {task.origin_ref or ''}".strip())
     console.print(grid)
     if task.artifacts:
-        table = Table(title="artifacts", box=None, title_justify="left", header_style="bold")
-        for column in ("KIND", "VALUE", "PROOF", "CHECKED", "DETAIL"):
-            table.add_column(column, overflow="fold")
-        for artifact in task.artifacts:
-            table.add_row(
-                artifact.kind,
-                _safe(artifact.value, 200),
-                artifact.proof_status if artifact.proof else "-",
-                isoformat(artifact.checked_at) or "",
-                _safe(artifact.detail, 200),
-            )
-        console.print(table)
+        console.print(_artifact_table(task))
     if task.deliveries:
         table = Table(title="deliveries", box=None, title_justify="left", header_style="bold")
         for column in ("KIND", "TARGET", "ROUTE", "STATUS", "ATTEMPTS", "LAST ERROR"):
@@ -189,3 +178,46 @@ def print_task_detail(task: TaskRecord, events: list[EventRecord] | None) -> Non
                 _safe(event.summary, 120),
             )
         console.print(table)
+
+
+def artifact_proof_label(artifact: ArtifactRecord) -> str:
+    """`-` (nothing to check), `unchecked`, `verified`, `failed`, or `failed, re-check at T`
+    while a failing check is still retried."""
+    if not artifact.proof:
+        return "-"
+    if artifact.proof_status == "failed" and artifact.next_check_at is not None:
+        return f"failed, re-check {isoformat(artifact.next_check_at)}"
+    return artifact.proof_status
+
+
+def _artifact_table(task: TaskRecord) -> Any:
+    from rich.table import Table
+
+    table = Table(title="artifacts", box=None, title_justify="left", header_style="bold")
+    for column in ("KIND", "VALUE", "PROOF", "CHECKED", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for artifact in task.artifacts:
+        table.add_row(
+            artifact.kind,
+            _safe(artifact.value, 200),
+            artifact_proof_label(artifact),
+            isoformat(artifact.checked_at) or "",
+            _safe(artifact.detail, 200),
+        )
+    return table
+
+
+def print_proof_checks(task: TaskRecord) -> None:
+    """`proof check`: the task's proof line, then each artifact's check."""
+    console = _console()
+    summary = {
+        "verified": "proven" if task.status.value == "succeeded" else "verified",
+        "failed": "proof failed",
+        "unchecked": "unproven",
+    }.get(task.proof_status or "", "nothing to check")
+    console.print(f"{task.short_id} {_safe(task.label)}: {task.status.value}, {summary}")
+    checked = [a for a in task.artifacts if a.proof]
+    if not checked:
+        console.print("no artifacts with proof expectations")
+        return
+    console.print(_artifact_table(task))
