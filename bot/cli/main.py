@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "retry": "bot.cli.delivery:retry_cmd",
     "dismiss": "bot.cli.delivery:dismiss_cmd",
     "deliveries": "bot.cli.delivery:deliveries_cmd",
+    "proof": "bot.cli.proof:proof_group",
 }
 
 
