@@ -28,6 +28,10 @@ COMMANDS: dict[str, str] = {
     "retry": "bot.cli.delivery:retry_cmd",
     "dismiss": "bot.cli.delivery:dismiss_cmd",
     "deliveries": "bot.cli.delivery:deliveries_cmd",
+    "serve": "bot.cli.serve:serve_cmd",
+    "worker": "bot.cli.serve:worker_cmd",
+    "run": "bot.cli.run:run_cmd",
+    "token": "bot.cli.tokens:token_cmd",
     "proof": "bot.cli.proof:proof_group",
 }
 

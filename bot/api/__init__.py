@@ -1,0 +1,1 @@
+"""The HTTP API of `tasktrail serve` (SPEC §9)."""

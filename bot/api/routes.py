@@ -1,0 +1,271 @@
+"""Task routes of the HTTP API (SPEC §9). Every ledger call is scoped to the token's tenant,
+so another tenant's task answers exactly like a missing one (404)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from bot.api.models import (
+    CancelRequest,
+    CreateTask,
+    MaintenanceRequest,
+    NotifyRequest,
+    TaskDocument,
+    TaskEvent,
+    TaskListDocument,
+)
+from ledger import Ledger
+from ledger.exceptions import InvalidInput, PermissionDenied
+from ledger.records import TaskRecord
+from ledger.status import Status
+
+router = APIRouter(prefix="/api/v1")
+_FINISH = {
+    "succeed": "succeeded",
+    "fail": "failed",
+    "timeout": "timed_out",
+    "cancelled": "cancelled",
+}
+
+
+def tenant_of(request: Request) -> str:
+    auth = request.app.state.services.auth
+    tenant: str = auth.tenant_for_header(request.headers.get("authorization"))
+    return tenant
+
+
+def ledger_of(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.services.ledger
+    return ledger
+
+
+Tenant = Annotated[str, Depends(tenant_of)]
+LedgerDep = Annotated[Ledger, Depends(ledger_of)]
+
+
+def _check_ref(ref: str) -> str:
+    if "\x00" in ref or len(ref) > 512:
+        raise InvalidInput("ref", "is not a task reference")
+    try:
+        ref.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("ref", "is not a task reference") from None
+    return ref
+
+
+def _task_doc(task: TaskRecord, *, details: bool = False) -> dict[str, Any]:
+    return {"schema_version": 1, "task": task.to_json(with_details=details)}
+
+
+@router.post("/tasks", response_model=TaskDocument, status_code=201)
+def create_task(body: CreateTask, tenant: Tenant, ledger: LedgerDep, response: Response) -> Any:
+    """Record a task; idempotent on `run_id` (200 with the existing task, 201 when new)."""
+    now = ledger.clock()
+    task = ledger.create(
+        runtime=body.runtime,
+        label=body.label,
+        tenant=tenant,
+        task=body.task,
+        task_kind=body.task_kind,
+        run_id=body.run_id,
+        source_id=body.source_id,
+        child_session_key=body.child_session_key,
+        requester_session_key=body.requester_session_key,
+        parent=_check_ref(body.parent) if body.parent else None,
+        reply_to=body.reply_to,
+        notify=body.notify,
+        lease=body.lease,
+        queued=body.queued,
+        proof_required=body.proof_required,
+        proof_url=body.proof_url,
+        expect_status=body.expect_status,
+        expect_text=body.expect_text,
+        runner=body.runner,
+        now=now,
+        actor=f"api:{tenant}",
+    )
+    if task.created_at != now:
+        response.status_code = 200
+    return _task_doc(task)
+
+
+@router.get("/tasks", response_model=TaskListDocument)
+def list_tasks(
+    tenant: Tenant,
+    ledger: LedgerDep,
+    status: Annotated[list[Status] | None, Query()] = None,
+    runtime: Annotated[list[str] | None, Query()] = None,
+    requester: Annotated[str | None, Query(max_length=512)] = None,
+    label: Annotated[str | None, Query(max_length=5000)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    """Newest first, at most 500 per page; pass `next_cursor` back as `cursor`."""
+    for name, value in (("requester", requester), ("label", label), ("cursor", cursor)):
+        if value is not None:
+            _check_text_param(name, value)
+    page = ledger.list_page(
+        status=[s.value for s in status or ()],
+        runtime=runtime or (),
+        tenant=tenant,
+        requester=requester,
+        label=label,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {
+        "schema_version": 1,
+        "tasks": [t.to_json() for t in page.tasks],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def _check_text_param(name: str, value: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(name, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(name, "is not valid Unicode text") from None
+
+
+@router.get("/tasks/{ref}", response_model=TaskDocument)
+def get_task(ref: str, tenant: Tenant, ledger: LedgerDep, events: bool = False) -> Any:
+    """One task with artifacts and deliveries; `?events=true` adds its history."""
+    task = ledger.get(_check_ref(ref), tenant=tenant, details=True)
+    doc = _task_doc(task, details=True)
+    if events:
+        doc["events"] = [e.to_json() for e in ledger.events(task.task_id, tenant=tenant)]
+    return doc
+
+
+@router.post("/tasks/{ref}/events", response_model=TaskDocument)
+def post_event(ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep) -> Any:
+    """A producer event: start, heartbeat, progress, succeed, fail, timeout, cancelled,
+    artifact."""
+    ref = _check_ref(ref)
+    actor = f"api:{tenant}"
+    kind = body.type
+    task: TaskRecord
+    if kind == "start":
+        task = ledger.start(ref, tenant=tenant, actor=actor)
+    elif kind == "heartbeat":
+        task = ledger.heartbeat(ref, tenant=tenant, actor=actor)
+    elif kind == "progress":
+        if not body.text:
+            raise InvalidInput("text", "is required for a progress event")
+        task = ledger.progress(ref, body.text, tenant=tenant, actor=actor)
+    elif kind == "artifact":
+        if body.kind is None:
+            raise InvalidInput("kind", "is required for an artifact event")
+        if not body.value:
+            raise InvalidInput("value", "is required for an artifact event")
+        task = ledger.add_artifact(
+            ref,
+            kind=body.kind,
+            value=body.value,
+            expect_status=body.expect_status,
+            expect_text=body.expect_text,
+            tenant=tenant,
+            actor=actor,
+        )
+    else:
+        task = ledger.finish(
+            ref,
+            status=_FINISH[kind],
+            summary=body.summary,
+            error=body.error,
+            tenant=tenant,
+            actor=actor,
+        )
+    return _task_doc(task)
+
+
+@router.post("/tasks/{ref}/cancel", response_model=TaskDocument)
+def cancel_task(
+    ref: str, tenant: Tenant, ledger: LedgerDep, body: CancelRequest | None = None
+) -> Any:
+    """Cancel: final at once without a live runner, else the runner is asked to stop
+    (`cancel_requested_at` set, status still running)."""
+    task = ledger.cancel(
+        _check_ref(ref), reason=body.reason if body else None, tenant=tenant, actor=f"api:{tenant}"
+    )
+    return _task_doc(task)
+
+
+@router.post("/tasks/{ref}/notify", response_model=TaskDocument)
+def set_notify(ref: str, body: NotifyRequest, tenant: Tenant, ledger: LedgerDep) -> Any:
+    task = ledger.set_notify(_check_ref(ref), body.policy, tenant=tenant, actor=f"api:{tenant}")
+    return _task_doc(task)
+
+
+def _accepts(func: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_json(value: Any) -> Any:
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    return value
+
+
+@router.get("/audit")
+def audit(tenant: Tenant, ledger: LedgerDep) -> Any:
+    """Audit findings for this tenant's tasks."""
+    run = getattr(ledger, "audit", None)
+    if run is None:
+        raise PermissionDenied("audit", why="the auditor is not part of this build")
+    if _accepts(run, "tenant"):
+        report = _as_json(run(tenant=tenant))
+    else:  # pragma: no cover - depends on the auditor's API
+        report = _scope_report(_as_json(run()), ledger, tenant)
+    return {"schema_version": 1, **report} if isinstance(report, dict) else report
+
+
+@router.post("/maintenance")
+def maintenance(tenant: Tenant, ledger: LedgerDep, body: MaintenanceRequest | None = None) -> Any:
+    """Maintenance preview (or `apply`) limited to this tenant's tasks."""
+    run = getattr(ledger, "maintenance", None)
+    apply = bool(body and body.apply)
+    if run is None:
+        raise PermissionDenied("run maintenance", why="maintenance is not part of this build")
+    if not _accepts(run, "tenant"):
+        if apply:
+            raise PermissionDenied(
+                "apply maintenance", why="it spans every tenant; run it from the CLI"
+            )
+        report = _scope_report(_as_json(run(apply=False)), ledger, tenant)
+    else:
+        report = _as_json(run(apply=apply, tenant=tenant))
+    return {"schema_version": 1, **report} if isinstance(report, dict) else report
+
+
+def _scope_report(report: Any, ledger: Ledger, tenant: str) -> Any:
+    """Drop findings about other tenants' tasks from a ledger-wide report."""
+    if not isinstance(report, dict):
+        return report
+    findings = report.get("findings")
+    if isinstance(findings, list):
+        ids = {f.get("task_id") for f in findings if isinstance(f, dict) and f.get("task_id")}
+        mine = {i for i in ids if _owned(ledger, str(i), tenant)}
+        report = {
+            **report,
+            "findings": [
+                f for f in findings if not isinstance(f, dict) or f.get("task_id") in mine
+            ],
+        }
+    return report
+
+
+def _owned(ledger: Ledger, task_id: str, tenant: str) -> bool:
+    try:
+        ledger.get(task_id, tenant=tenant)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""The web board served by `tasktrail serve` at `/`."""
