@@ -18,8 +18,11 @@ from ledger.timeutil import utcnow
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ledger.audit import AuditReport
     from ledger.importers.openclaw import ImportReport
+    from ledger.maintenance import MaintenanceReport
     from ledger.proof import ProofPass
+    from ledger.reconcile import ReconcileReport
     from ledger.track import TrackedTask
 
 
@@ -506,6 +509,109 @@ class Ledger:
             tenant=tenant,
             notify_from_tasktrail=notify_from_tasktrail,
         )
+
+    # -- liveness, audit, maintenance (SPEC §4, §6, §7) ------------------------------------
+
+    def set_probe(
+        self,
+        ref: str,
+        kind: str,
+        target: Mapping[str, Any] | None = None,
+        *,
+        tenant: str | None = None,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> TaskRecord:
+        """Register how the reconciler checks liveness: `heartbeat`, `pid` ({"pid": N},
+        start time filled in), `http` ({"url": ..., "timeout": s}) or `cron` (by run id)."""
+        from ledger.probes import set_probe
+
+        record: TaskRecord = set_probe(
+            self.engine,
+            ref,
+            kind,
+            target,
+            now=self._now(now),
+            tenant=tenant,
+            actor=actor or self.actor,
+        )
+        return record
+
+    def record_cron_run(
+        self,
+        tenant: str,
+        run_id: str,
+        status: str,
+        finished_at: datetime | None = None,
+        summary: str | None = None,
+        *,
+        source_id: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record a cron run's outcome; the `cron` probe reads it by (tenant, run_id)."""
+        from ledger.probes import record_cron_run
+
+        now = self._now(now)
+        record_cron_run(
+            self.engine,
+            tenant=tenant,
+            run_id=run_id,
+            status=status,
+            finished_at=finished_at or now,
+            summary=summary,
+            source_id=source_id,
+            now=now,
+        )
+
+    def reconcile(self, *, now: datetime | None = None, apply: bool = True) -> ReconcileReport:
+        """One reconciliation pass (lease expiry -> probe -> recover / extend / lost)."""
+        from ledger.reconcile import reconcile
+
+        return reconcile(self.engine, self.config, now=self._now(now), apply=apply)
+
+    def audit(
+        self,
+        *,
+        now: datetime | None = None,
+        severity: str | None = None,
+        code: str | None = None,
+        limit: int | None = None,
+        tenant: str | None = None,
+    ) -> AuditReport:
+        """Findings (SPEC §6), errors first then oldest; the summary counts every match."""
+        from ledger.audit import audit
+
+        return audit(
+            self.engine,
+            self.config,
+            now=self._now(now),
+            severity=severity,
+            code=code,
+            limit=limit,
+            tenant=tenant,
+        )
+
+    def maintenance(self, apply: bool = False, *, now: datetime | None = None) -> MaintenanceReport:
+        """Preview (default) or apply: reconcile, finalize stuck cancels, requeue stuck
+        deliveries, stamp cleanup_after, prune expired tasks in batches."""
+        from ledger.maintenance import run_maintenance
+
+        return run_maintenance(self.engine, self.config, now=self._now(now), apply=apply)
+
+    def record_auditor_pass(
+        self, job: str, interval: timedelta, *, now: datetime | None = None
+    ) -> None:
+        """The scheduled auditor completed a `job` pass (feeds the `auditor_gap` check)."""
+        from ledger.audit import record_scheduled_pass
+
+        record_scheduled_pass(self.engine, job, interval, now=self._now(now))
+
+    def audit_digest(self, report: AuditReport, *, now: datetime | None = None) -> bool:
+        """Queue one `audit_digest` notice to the ops channel when the set of error-level
+        findings changed since the last digest. True when one was queued."""
+        from ledger.audit import enqueue_digest
+
+        return enqueue_digest(self.engine, self.config, report, now=self._now(now))
 
     # -- the context-manager producer ------------------------------------------------------
 
