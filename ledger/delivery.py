@@ -97,7 +97,7 @@ def routes_for(target: Address, ops: Address | None) -> list[tuple[str, Address]
     routes: list[tuple[str, Address]] = []
     if target.thread:
         routes.append(("thread", target))
-    routes.append(("channel", target.with_thread(None)))
+    routes.append(("channel", Address(target.platform, target.workspace, target.channel)))
     if target.user:
         routes.append(
             ("dm", Address(target.platform, target.workspace, target.channel, None, target.user))

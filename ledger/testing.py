@@ -38,7 +38,8 @@ class RecordingTransport:
     JSON lines, one `os.write` each, so a SIGKILLed process leaves whole records).
 
     Fault injection:
-    - `dead`: destinations (address strings or channel keys) that fail permanently;
+    - `dead`: destinations that fail permanently: address strings, channel keys (every
+      route into that channel but DMs), or `dm:USER` for direct messages;
     - `fail_next(error, times)`: the next sends raise `error` (e.g. a 429 with Retry-After);
     - `on_send`: an async hook called with each notice before it is accepted;
     - `after_persist`: seconds to sleep after recording and before returning (a window in
@@ -75,8 +76,10 @@ class RecordingTransport:
     def fail_next(self, error: DeliveryError, times: int = 1) -> None:
         self._faults.extend([error] * times)
 
-    def _check(self, where: Address) -> None:
-        if str(where) in self.dead or where.channel_key in self.dead:
+    def _check(self, where: Address, route: str) -> None:
+        names = {str(where)}
+        names.add(f"dm:{where.user}" if route == "dm" else where.channel_key)
+        if names & self.dead:
             raise DeliveryError(f"{where} is gone (channel_not_found)", permanent=True)
         if self._faults:
             raise self._faults.pop(0)
@@ -114,7 +117,7 @@ class RecordingTransport:
         if self.on_send is not None:
             for notice in notices:
                 await self.on_send(notice)
-        self._check(where)
+        self._check(where, notices[0].route if notices else "digest")
         record = Received(
             op=op,
             keys=tuple(n.idempotency_key for n in notices),
