@@ -106,7 +106,7 @@ class FakeGateway:
     def live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if not s.invalidated]
 
-    async def wait_ready(self, timeout: float = 10.0) -> GatewaySession:
+    async def wait_ready(self, timeout: float = 10.0) -> GatewaySession:  # noqa: ASYNC109
         """Wait until some session has been sent READY; return the newest live one."""
         async with asyncio.timeout(timeout):
             while True:
@@ -138,7 +138,13 @@ class FakeGateway:
                 session.invalidated = True
 
     async def drop(self, code: int = 4000) -> None:
-        """Close every connection with ``code`` (4000 lets discord.py reconnect and resume)."""
+        """Close every connection with ``code`` (4000 lets discord.py reconnect and resume).
+
+        Sessions are detached first, so dispatches made before the client resumes are
+        buffered and replayed on RESUME, as Discord does.
+        """
+        for session in self.sessions.values():
+            session.ws = None
         for ws in list(self._sockets):
             await ws.close(code=code, message=b"fake gateway drop")
 
@@ -173,7 +179,9 @@ class FakeGateway:
                 try:
                     payload = json.loads(msg.data)
                 except ValueError:
-                    await ws.close(code=CLOSE_DECODE_ERROR, message=b"invalid json")
+                    payload = None
+                if not isinstance(payload, dict):
+                    await ws.close(code=CLOSE_DECODE_ERROR, message=b"invalid payload")
                     break
                 session = await self._on_payload(ws, conn, session, payload)
         finally:
@@ -191,7 +199,8 @@ class FakeGateway:
         payload: dict[str, Any],
     ) -> GatewaySession | None:
         op = payload.get("op")
-        data = payload.get("d")
+        raw = payload.get("d")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if session is not None:
             session.received.append(payload)
         if op == HEARTBEAT:
@@ -202,9 +211,9 @@ class FakeGateway:
             if session is not None:
                 await ws.close(code=CLOSE_ALREADY_AUTHENTICATED, message=b"Already authenticated.")
                 return session
-            return await self._identify(ws, conn, data or {})
+            return await self._identify(ws, conn, data)
         if op == RESUME:
-            return await self._resume(ws, conn, data or {})
+            return await self._resume(ws, conn, data)
         if session is None:
             await ws.close(code=CLOSE_NOT_AUTHENTICATED, message=b"Not authenticated.")
             return None

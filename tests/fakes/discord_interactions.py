@@ -421,9 +421,7 @@ def register(router: Router) -> None:
     add("DELETE", message, delete_webhook_message, auth=False)
 
 
-async def wait_response(
-    fake: FakeDiscord, interaction_id: int, timeout: float
-) -> dict[str, Any]:
+async def wait_response(fake: FakeDiscord, interaction_id: int, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
     record = fake.interactions[interaction_id]
     try:
         await fake.wait_until(lambda: record.acknowledged, timeout=timeout)
@@ -435,4 +433,3 @@ async def wait_response(
         ) from None
     assert record.response is not None
     return record.response
-

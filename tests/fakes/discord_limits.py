@@ -290,7 +290,7 @@ def check_allowed_mentions(allowed: Any) -> list[LimitError]:
                 LimitError(
                     ("allowed_mentions", "parse", str(index)),
                     "BASE_TYPE_CHOICES",
-                    f"Value must be one of {{'roles', 'users', 'everyone'}}.",
+                    "Value must be one of {'roles', 'users', 'everyone'}.",
                 )
             )
     for kind in ("users", "roles"):

@@ -108,15 +108,13 @@ class Router:
         return None
 
 
-def json_response(
-    status: int, data: Any, headers: Mapping[str, str] | None = None
-) -> web.Response:
+def json_response(status: int, data: Any, headers: Mapping[str, str] | None = None) -> web.Response:
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     return web.Response(status=status, body=json.dumps(data).encode(), headers=all_headers)
 
 
 def bucket_hash(template: str) -> str:
-    return hashlib.sha1(template.encode()).hexdigest()[:32]  # noqa: S324 - not security
+    return hashlib.sha1(template.encode()).hexdigest()[:32]
 
 
 def ratelimit_headers(
@@ -313,6 +311,22 @@ async def get_channel(fake: FakeDiscord, req: RestRequest) -> Any:
     return fake.channel_payload(readable_channel(fake, req.params["channel_id"]))
 
 
+async def edit_channel(fake: FakeDiscord, req: RestRequest) -> Any:
+    """Rename a channel or (un)archive and (un)lock a thread."""
+    channel = readable_channel(fake, req.params["channel_id"])
+    if channel.missing_permissions:
+        raise ApiError(403, 50013)
+    body = req.json or {}
+    if "name" in body:
+        channel.name = str(body["name"])
+    if channel.is_thread:
+        for key in ("archived", "locked"):
+            if key in body:
+                setattr(channel, key, bool(body[key]))
+    fake.notify()
+    return fake.channel_payload(channel)
+
+
 async def open_dm(fake: FakeDiscord, req: RestRequest) -> Any:
     recipient = (req.json or {}).get("recipient_id")
     if recipient is None or not str(recipient).isdigit():
@@ -398,6 +412,7 @@ def register(router: Router) -> None:
     add("PUT", "/applications/{application_id}/guilds/{guild_id}/commands", put_commands)
     add("GET", "/applications/{application_id}/guilds/{guild_id}/commands", get_commands)
     add("GET", "/channels/{channel_id}", get_channel)
+    add("PATCH", "/channels/{channel_id}", edit_channel)
     add("POST", "/channels/{channel_id}/typing", trigger_typing)
     add("GET", "/channels/{channel_id}/messages", list_messages)
     add("POST", "/channels/{channel_id}/messages", create_message)

@@ -396,17 +396,24 @@ class SlackWorkspace:
         )
 
     def _page(self, items: list[JSON], params: JSON, key: str, default_limit: int) -> JSON:
-        oldest, latest = _ts_key(params.get("oldest") or "0"), params.get("latest")
+        oldest = _ts_key(params.get("oldest") or "0")
+        latest = _ts_key(params.get("latest") or "9999999999")
         inclusive = _truthy(params.get("inclusive"))
         items = [
             m
             for m in items
-            if (_ts_key(m["ts"]) >= oldest if inclusive else _ts_key(m["ts"]) > oldest)
-            and (latest is None or _ts_key(m["ts"]) <= _ts_key(latest))
+            if (
+                oldest <= _ts_key(m["ts"]) <= latest
+                if inclusive
+                else oldest < _ts_key(m["ts"]) < latest
+            )
         ]
         cursor = str(params.get("cursor") or "")
-        start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
-        limit = int(params.get("limit") or default_limit)
+        try:
+            start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
+            limit = int(params.get("limit") or default_limit)
+        except (ValueError, IndexError):
+            return _err("invalid_cursor")
         page, more = items[start : start + limit], start + limit < len(items)
         next_cursor = base64.b64encode(f"next_ts:{start + limit}".encode()).decode() if more else ""
         shown = [self._shown(m, params) for m in page]
@@ -442,7 +449,8 @@ class SlackWorkspace:
             return channel
         msgs = self._messages.get(channel.id, [])
         top = [m for m in reversed(msgs) if m.get("thread_ts", m["ts"]) == m["ts"]]
-        return {**self._page(top, params, "messages", 100), "pin_count": 0}
+        page = self._page(top, params, "messages", 100)
+        return {**page, "pin_count": 0} if page["ok"] else page
 
     def _view(self, method: str, params: JSON, kind: str) -> JSON:
         view = params.get("view")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook import WebhookClient
 
 from .slack_payloads import (
     BOT_USER_ID,
@@ -104,6 +106,18 @@ def test_history_is_newest_first_and_pages_with_a_cursor(client: WebClient) -> N
     rest = client.conversations_history(channel="C2", limit=2, cursor=cursor)
     assert [m["text"] for m in rest["messages"]] == ["m0"]
     assert rest["has_more"] is False
+
+
+def test_form_encoded_calls_with_a_token_field_work_like_json_ones(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    anonymous = WebClient(base_url=fake.api_url)
+    params = {"token": "xoxb-test", "channel": "C1", "blocks": json.dumps([section("hi")])}
+    posted = anonymous.api_call("chat.postMessage", params=params)
+    assert posted["message"]["blocks"] == [section("hi")]
+    assert fake.calls_to("chat.postMessage") == [{"channel": "C1", "blocks": [section("hi")]}]
+    caught = slack_error(lambda: anonymous.auth_test())
+    assert caught.response["error"] == "not_authed"
 
 
 def test_posting_into_a_thread_that_does_not_exist_is_refused(client: WebClient) -> None:
@@ -225,6 +239,14 @@ def test_server_errors_surface_with_their_status(
     assert client.auth_test()["ok"] is True
 
 
+def test_a_delay_makes_a_client_time_out(fake: FakeSlack) -> None:
+    slow = WebClient(token="xoxb-test", base_url=fake.api_url, timeout=1, retry_handlers=[])
+    fake.inject("chat.postMessage", delay=1.5)
+    with pytest.raises(TimeoutError):
+        slow.chat_postMessage(channel="C1", text="hello")
+    fake.wait_until_sync(lambda: len(fake.messages("C1")) == 1)  # Slack still posted it
+
+
 def test_the_async_client_sees_the_same_faults(fake: FakeSlack) -> None:
     async def scenario() -> None:
         client = AsyncWebClient(token="xoxb-test", base_url=fake.api_url)
@@ -240,8 +262,15 @@ def test_the_async_client_sees_the_same_faults(fake: FakeSlack) -> None:
         with pytest.raises(SlackApiError) as caught:
             await client.auth_test(token="xoxb-revoked")
         assert caught.value.response["error"] == "token_revoked"
+        metadata = {"event_type": "notice", "event_payload": {"key": "k"}}
         posted = await client.chat_postMessage(channel="C1", text="fine")
-        assert posted["ok"] is True
+        await client.chat_postMessage(
+            channel="C1", thread_ts=posted["ts"], text="reply", metadata=metadata
+        )
+        thread = await client.conversations_replies(
+            channel="C1", ts=posted["ts"], include_all_metadata=True
+        )
+        assert thread["messages"][1]["metadata"] == metadata
 
     asyncio.run(scenario())
 
@@ -269,9 +298,8 @@ def test_a_51_block_message_is_refused_and_recorded_as_a_violation(
 
 
 def button(text: str = "Cancel", value: str = "v", action_id: str = "a") -> dict[str, Any]:
-    return {"type": "button", "text": {"type": "plain_text", "text": text}, "value": value} | {
-        "action_id": action_id
-    }
+    label = {"type": "plain_text", "text": text}
+    return {"type": "button", "text": label, "value": value, "action_id": action_id}
 
 
 def overflow(n: int) -> dict[str, Any]:
@@ -376,7 +404,7 @@ def test_bolt_accepts_signed_requests_and_refuses_tampered_or_stale_ones(fake: F
         await say(text="on it", thread_ts=event["ts"])
 
     async def dispatch(body: bytes, headers: dict[str, str]) -> int:
-        request = AsyncBoltRequest(body=body.decode(), headers=headers)
+        request = AsyncBoltRequest(body=body.decode(), headers={**headers})
         return (await app.async_dispatch(request)).status
 
     async def scenario() -> None:
@@ -401,14 +429,11 @@ def test_bolt_accepts_signed_requests_and_refuses_tampered_or_stale_ones(fake: F
 
 
 def test_a_response_url_refuses_oversized_boards(fake: FakeSlack) -> None:
-    import urllib.error
-    import urllib.request
-
-    body = b'{"text": "board", "blocks": [' + b",".join([b'{"type": "divider"}'] * 51) + b"]}"
-    request = urllib.request.Request(fake.response_url("r"), data=body, method="POST")
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=5)
-    assert caught.value.code == 400
+    webhook = WebhookClient(fake.response_url("r"))
+    assert webhook.send(text="board", blocks=[section("x")] * 50).status_code == 200
+    refused = webhook.send(text="board", blocks=[section("x")] * 51)
+    assert (refused.status_code, refused.body) == (400, "invalid_blocks")
+    assert len(fake.responses("r")) == 2
     assert fake.violations[0].method == "response_url"
 
 
@@ -424,7 +449,7 @@ def test_the_socket_mode_client_connects_receives_an_envelope_and_acks(fake: Fak
             response = SocketModeResponse(req.envelope_id, payload={"text": req.payload["text"]})
             await client.send_socket_mode_response(response)
 
-        client.socket_mode_request_listeners.append(listener)  # type: ignore[arg-type]
+        client.socket_mode_request_listeners.append(listener)
         try:
             await client.connect()
             await fake.wait_socket_connected()
@@ -483,7 +508,7 @@ def test_socket_mode_works_with_a_fake_on_the_tests_own_loop() -> None:
             async def ack(client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
                 await client.send_socket_mode_response(SocketModeResponse(req.envelope_id))
 
-            client.socket_mode_request_listeners.append(ack)  # type: ignore[arg-type]
+            client.socket_mode_request_listeners.append(ack)
             envelope_id = fake.socket_send_envelope(type="interactive", payload={"type": "x"})
             try:
                 await client.connect()  # the envelope queued before the connection arrives now
