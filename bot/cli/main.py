@@ -33,6 +33,9 @@ COMMANDS: dict[str, str] = {
     "run": "bot.cli.run:run_cmd",
     "token": "bot.cli.tokens:token_cmd",
     "proof": "bot.cli.proof:proof_group",
+    "audit": "bot.cli.ops:audit_cmd",
+    "maintenance": "bot.cli.ops:maintenance_cmd",
+    "auditor": "bot.cli.ops:auditor_cmd",
 }
 
 
