@@ -1,0 +1,77 @@
+"""The Alembic migrations create exactly the models' schema, on both databases."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from ledger import Ledger
+from ledger.db import current_revision, make_engine
+from ledger.migrate import head_revision
+from ledger.schema import SCHEMA_REVISION, Base
+
+
+def test_the_code_expects_the_newest_migration() -> None:
+    assert head_revision() == SCHEMA_REVISION
+
+
+def test_migrations_produce_exactly_the_models_schema(empty_db_url: str) -> None:
+    ledger = Ledger.connect(empty_db_url)  # first use migrates
+    try:
+        assert current_revision(ledger.engine) == SCHEMA_REVISION
+        with ledger.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+        assert differences == []
+    finally:
+        ledger.close()
+
+
+def test_a_second_connect_finds_the_schema_current_and_runs_no_migration(
+    empty_db_url: str,
+) -> None:
+    Ledger.connect(empty_db_url).close()
+    engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) == SCHEMA_REVISION
+    finally:
+        engine.dispose()
+    # If a migration ran again it would fail on the existing tables.
+    Ledger.connect(empty_db_url).close()
+
+
+def test_sqlite_ledger_file_is_private_and_in_wal_mode(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "sub", "ledger.db")
+    ledger = Ledger.connect(f"sqlite:///{path}")
+    try:
+        ledger.create(runtime="cli", label="x")
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode == 0o600
+        with ledger.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        ledger.close()
+
+
+def test_an_unknown_schema_revision_is_refused_with_a_clear_error(
+    tmp_path: os.PathLike[str],
+) -> None:
+    path = os.path.join(tmp_path, "future.db")
+    Ledger.connect(f"sqlite:///{path}").close()
+    raw = create_engine(f"sqlite:///{path}")
+    with raw.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    raw.dispose()
+    import pytest
+
+    from ledger.exceptions import SchemaMismatch
+
+    with pytest.raises(SchemaMismatch, match="9999"):
+        Ledger.connect(f"sqlite:///{path}")
