@@ -105,6 +105,10 @@ class Ledger:
         actor: str | None = None,
     ) -> TaskRecord:
         now = self._now(now)
+        if probe != "heartbeat" or probe_target:
+            from ledger.probes import validate_target
+
+            probe_target = validate_target(probe, probe_target)  # pid: start time filled in
         record = tasks.create_task(
             self.engine,
             self.config,
