@@ -181,12 +181,13 @@ class ChatService:
         return DoneReply(verb, f"Dismissed {after.short_id}: marked as handled.", after)
 
     def _audit(self, actor: Actor) -> AuditReply:
-        report = _call(self.ledger, "audit", now=self._now())
-        doc = report.to_json() if hasattr(report, "to_json") else dict(report)
-        findings = tuple(
-            f for f in doc.get("findings", []) if f.get("tenant") in (None, actor.tenant)
+        from ledger.audit import audit
+
+        report = audit(
+            self.ledger.engine, self.ledger.config, now=self._now(), tenant=actor.tenant, limit=20
         )
-        return AuditReply(dict(doc.get("summary", {})), findings)
+        doc = report.to_json()
+        return AuditReply(dict(doc["summary"]), tuple(doc["findings"]))
 
     async def _follow(
         self,
@@ -239,13 +240,6 @@ class ChatService:
                 task.task_id, address, tenant=actor.tenant, now=self._now(), actor=actor.key
             )
         return len(chosen)
-
-
-def _call(ledger: Ledger, name: str, *args: Any, **kwargs: Any) -> Any:
-    method = getattr(ledger, name, None)
-    if method is None:
-        raise LedgerError(f"{name} is not available in this tasktrail build")
-    return method(*args, **kwargs)
 
 
 def error_reply(error: LedgerError) -> ErrorReply:
