@@ -241,3 +241,111 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# -- the crash scenario (tests/integration/test_delivery_crash.py, bench/delivery_crash.py) --
+
+
+@dataclass(frozen=True, slots=True)
+class CrashReport:
+    completions: int
+    kills: int
+    #: idempotency key -> how many times the transport showed it
+    shown: dict[str, int]
+    #: outbox rows not `delivered` at the end
+    undelivered: int
+    #: notices shown in total after each kill (is each kill landing mid-delivery?)
+    shown_after_kill: tuple[int, ...] = ()
+    #: notices a killed worker posted but never recorded (the crash window exercised)
+    posted_unrecorded: int = 0
+
+    @property
+    def lost(self) -> int:
+        return sum(1 for count in self.shown.values() if count == 0)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(1 for count in self.shown.values() if count > 1)
+
+
+def crash_scenario(
+    db_url: str,
+    workdir: str | Path,
+    *,
+    completions: int,
+    kills: int,
+    seed: int,
+    drain_timeout: float = 120.0,
+) -> CrashReport:
+    """Finish `completions` tasks, then start a real worker process and SIGKILL it at a
+    random moment, `kills` times; a fresh worker then drains the outbox. Reports how often
+    the recording transport showed each completion."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    from ledger.ledger import Ledger
+
+    rng = random.Random(seed)
+    workdir = Path(workdir)
+    record = workdir / f"received-{seed}.jsonl"
+    ledger = Ledger.connect(db_url)
+    try:
+        for i in range(completions):
+            reply_to = f"slack:T1/C{i % 50}/{1700000000 + i}.000100@U1"
+            task = ledger.create(runtime="subagent", label=f"job {i}", reply_to=reply_to)
+            ledger.finish(task.task_id, status="succeeded", summary=f"result {i}")
+        keys = [d.idempotency_key for d in ledger.deliveries(limit=None)]
+    finally:
+        ledger.close()
+
+    command = [sys.executable, "-m", "ledger.testing", "worker", "--db", db_url]
+    command += ["--record", str(record), "--claim-lease", "0.5", "--after-persist", "0.002"]
+    after_kills: list[int] = []
+    with open(workdir / f"worker-{seed}.err", "a") as errors:
+        for _ in range(kills):
+            with subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=errors, text=True
+            ) as proc:
+                assert proc.stdout is not None
+                proc.stdout.readline()  # "ready": connected, about to deliver
+                time.sleep(rng.uniform(0.02, 0.4))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            after_kills.append(len(load_records(record)))
+        posted_unrecorded = _posted_unrecorded(db_url, record)
+        with subprocess.Popen(
+            [*command, "--until-drained"], stdout=subprocess.DEVNULL, stderr=errors
+        ) as final:
+            try:
+                final.wait(timeout=drain_timeout)
+            finally:
+                if final.poll() is None:
+                    final.kill()
+                    final.wait()
+
+    shown = dict.fromkeys(keys, 0)
+    for received in load_records(record):
+        for key in received.keys:
+            shown[key] = shown.get(key, 0) + 1
+    ledger = Ledger.connect(db_url)
+    try:
+        undelivered = sum(1 for d in ledger.deliveries(limit=None) if d.status != "delivered")
+    finally:
+        ledger.close()
+    return CrashReport(
+        completions, kills, shown, undelivered, tuple(after_kills), posted_unrecorded
+    )
+
+
+def _posted_unrecorded(db_url: str, record: Path) -> int:
+    from ledger.ledger import Ledger
+
+    posted = {key for received in load_records(record) for key in received.keys}
+    ledger = Ledger.connect(db_url)
+    try:
+        open_rows = [d for d in ledger.deliveries(limit=None) if d.status != "delivered"]
+    finally:
+        ledger.close()
+    return sum(1 for d in open_rows if d.idempotency_key in posted)
