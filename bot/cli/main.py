@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "audit": "bot.cli.ops:audit_cmd",
     "maintenance": "bot.cli.ops:maintenance_cmd",
     "auditor": "bot.cli.ops:auditor_cmd",
+    "slack": "bot.cli.slack:slack_group",
 }
 
 
@@ -151,6 +152,3 @@ def main(argv: list[str] | None = None) -> Any:
             fail(str(error), 2)
         raise
 
-
-if __name__ == "__main__":
-    main()
