@@ -336,7 +336,10 @@ def check_delivery_stuck(
             r["claim_expires_at"] is None or r["claim_expires_at"] < now
         )
         if dead_claim:
-            remedy = "maintenance --apply releases the dead worker's claim; a worker then sends it"
+            remedy = (
+                "maintenance --apply hands it back from the dead worker; a running "
+                "`tasktrail worker` or `serve` then sends it"
+            )
         elif r["claimed_by"] is not None:
             remedy = f"worker {r['claimed_by']} holds it; wait for its claim to end"
         else:
@@ -353,7 +356,8 @@ def check_delivery_stuck(
                 f"({r['delivery_status']}, {r['attempts']} attempt(s))",
                 remedy,
                 r["tenant"],
-                dead_claim,
+                # Maintenance can only hand it back; sending is a delivery worker's job.
+                False,
             )
         )
     return count, findings
