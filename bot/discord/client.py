@@ -107,17 +107,21 @@ class InteractionHandler:
             )
             return
         await interaction.response.defer(ephemeral=not public, thinking=True)
-        reply = await self.service.execute(command, actor, self.place(interaction))
+        try:
+            reply = await self.service.execute(command, actor, self.place(interaction))
+        except Exception:  # never leave the asker looking at "thinking…"
+            log.exception("/tasks %s failed", command.verb.value)
+            reply = ErrorReply("Something went wrong on our side; the operator's log has it.")
         if isinstance(reply, ErrorReply) and public:
             # Refusals are for the person who asked, not the channel.
             await interaction.delete_original_response()
-            await interaction.followup.send(**self.message(reply), ephemeral=True)
+            await interaction.followup.send(**sendable(self.message(reply)), ephemeral=True)
             return
         await interaction.edit_original_response(**self.message(reply))
 
     async def refuse(self, interaction: Interaction, error: CommandError) -> None:
         reply = ErrorReply(error.problem, error.help, "invalid")
-        await interaction.response.send_message(**self.message(reply), ephemeral=True)
+        await interaction.response.send_message(**sendable(self.message(reply)), ephemeral=True)
 
     async def autocomplete_ref(
         self, interaction: Interaction, current: str
@@ -178,7 +182,11 @@ class InteractionHandler:
             await interaction.response.defer()
         else:
             await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await self.service.execute(command, actor, self.place(interaction))
+        try:
+            reply = await self.service.execute(command, actor, self.place(interaction))
+        except Exception:
+            log.exception("component %s failed", command.verb.value)
+            reply = ErrorReply("Something went wrong on our side; the operator's log has it.")
         if isinstance(reply, DoneReply) and reply.task is not None and update:
             shown = await self.service.execute(
                 Command(Verb.SHOW, ref=reply.task.task_id), actor, self.place(interaction)
@@ -227,6 +235,11 @@ class InteractionHandler:
         if body["content"] is not None:
             body["content"] = messages.fit(body["content"], messages.CONTENT_MAX)
         return body
+
+
+def sendable(body: dict[str, Any]) -> dict[str, Any]:
+    """`message()` output for `send` (which takes no `view=None`)."""
+    return {k: v for k, v in body.items() if not (k == "view" and v is None)}
 
 
 class TasksGroup(app_commands.Group):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,8 +50,13 @@ async def running_adapter(
 
 
 def make_task(
-    ledger: Ledger, fake: FakeDiscord, label: str = "deploy-check", *, thread: bool = True,
-    user: int | None = None, **kw: Any
+    ledger: Ledger,
+    fake: FakeDiscord,
+    label: str = "deploy-check",
+    *,
+    thread: bool = True,
+    user: int | None = None,
+    **kw: Any,
 ) -> TaskRecord:
     where = f"discord:{fake.guild_id}/{fake.channel_id}"
     if thread:
@@ -73,6 +79,9 @@ async def answer(fake: FakeDiscord, interaction_id: int) -> dict[str, Any]:
     if response["type"] in (5, 6):
         await fake.wait_until(lambda: record.original_edits or record.followup_ids, timeout=10)
         if record.followup_ids:
-            return fake.message(record.followup_ids[-1]).payload
-        return record.original_edits[-1]
+            return copy.deepcopy(fake.message(record.followup_ids[-1]).payload)
+        original = fake.original_response(interaction_id)
+        return copy.deepcopy(
+            original.payload if original is not None else record.original_edits[-1]
+        )
     return dict(response.get("data") or {})
