@@ -91,6 +91,9 @@ _DURATIONS = {
     "TASKTRAIL_RECONCILE_INTERVAL": "reconcile_interval",
     "TASKTRAIL_AUDIT_INTERVAL": "audit_interval",
     "TASKTRAIL_MAINTENANCE_INTERVAL": "maintenance_interval",
+    "TASKTRAIL_PROOF_TIMEOUT": "proof_timeout",
+    "TASKTRAIL_PROOF_DEADLINE": "proof_deadline",
+    "TASKTRAIL_PROOF_INTERVAL": "proof_interval",
 }
 
 
