@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "maintenance": "bot.cli.ops:maintenance_cmd",
     "auditor": "bot.cli.ops:auditor_cmd",
     "slack": "bot.cli.slack:slack_group",
+    "discord": "bot.cli.discord:discord_group",
 }
 
 
