@@ -114,12 +114,13 @@ def route_channel_key(route: str, destination: Address) -> str:
 
 
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds until the next try: 2 s doubling per attempt up to 5 min, with jitter
-    (50-100 %), never sooner than Retry-After."""
+    """Seconds until the next try. With a Retry-After: that long, plus up to 10 % jitter so
+    the notices it held back do not all return at once. Without: 2 s doubling per attempt
+    up to 5 min, jittered to 50-100 %."""
+    if retry_after is not None and retry_after > 0:
+        return float(retry_after) * rng.uniform(1.0, 1.1)
     base: float = min(300.0, 2.0 * 2.0 ** max(0, attempts - 1))
     delay: float = base * rng.uniform(0.5, 1.0)
-    if retry_after is not None:
-        delay = max(delay, float(retry_after))
     return delay
 
 
@@ -369,16 +370,15 @@ class DeliveryWorker:
         channel_key: str,
         posted: PostedMessage,
     ) -> None:
-        for row in rows:
-            outbox.record_delivered(
-                conn,
-                row,
-                self.worker_id,
-                now,
-                route="digest",
-                channel_key=channel_key,
-                message_id=posted.message_id,
-            )
+        outbox.record_delivered_many(
+            conn,
+            rows,
+            self.worker_id,
+            now,
+            route="digest",
+            channel_key=channel_key,
+            message_id=posted.message_id,
+        )
 
     async def _deliver(self, row: dict[str, Any], now: datetime, result: PassResult) -> None:
         """Send one notice, falling through the routes on permanent errors."""

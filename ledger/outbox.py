@@ -4,7 +4,7 @@ made them due, claimed and sent by delivery workers (SPEC §5)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,23 +143,26 @@ def claim(
         )
         if skip_locked:
             query = query.with_for_update(skip_locked=True)
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-        for row in rows:
-            result = conn.execute(
-                update(deliveries_table)
-                .where(D.id == row["id"], _due(now))
-                .values(
-                    claimed_by=worker_id,
-                    claim_expires_at=now + lease,
-                    attempts=D.attempts + 1,
-                    updated_at=now,
-                )
+        rows = {r["id"]: dict(r) for r in conn.execute(query).mappings()}
+        if not rows:
+            continue
+        won = conn.execute(
+            update(deliveries_table)
+            .where(D.id.in_(list(rows)), _due(now))
+            .values(
+                claimed_by=worker_id,
+                claim_expires_at=now + lease,
+                attempts=D.attempts + 1,
+                updated_at=now,
             )
-            if result.rowcount == 1:
-                row["prior_attempts"] = row["attempts"]
-                row["attempts"] += 1
-                row["claimed_by"] = worker_id
-                claimed.append(row)
+            .returning(D.id)
+        ).scalars()
+        for row_id in sorted(won):
+            row = rows[row_id]
+            row["prior_attempts"] = row["attempts"]
+            row["attempts"] += 1
+            row["claimed_by"] = worker_id
+            claimed.append(row)
     return claimed
 
 
@@ -275,6 +278,46 @@ def record_delivered(
             "updated_at": now,
         },
     )
+
+
+def record_delivered_many(
+    conn: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    worker_id: str,
+    now: datetime,
+    *,
+    route: str,
+    channel_key: str,
+    message_id: str | None,
+) -> int:
+    """Record several notices shown by one message (a digest). Returns how many we held."""
+    if not rows:
+        return 0
+    won = conn.execute(
+        update(deliveries_table)
+        .where(D.id.in_([r["id"] for r in rows]), D.claimed_by == worker_id, D.status.in_(OPEN))
+        .values(
+            claimed_by=None,
+            claim_expires_at=None,
+            status="delivered",
+            route=route,
+            channel_key=channel_key,
+            platform_message_id=message_id,
+            delivered_at=now,
+            updated_at=now,
+        )
+        .returning(D.id)
+    ).scalars()
+    ids = set(won)
+    for task_id in sorted(
+        {
+            r["task_id"]
+            for r in rows
+            if r["id"] in ids and r["task_id"] and r["kind"] in TERMINAL_KINDS
+        }
+    ):
+        refresh_delivery_status(conn, task_id)
+    return len(ids)
 
 
 def record_retry(

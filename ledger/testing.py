@@ -70,6 +70,8 @@ class RecordingTransport:
         self.find_calls: list[tuple[str, str]] = []
         self._faults: list[DeliveryError] = []
         self._last_send: dict[str, float] = {}
+        self._offset = 0
+        self._from_file: list[Received] = []
 
     # -- fault injection -------------------------------------------------------------------
 
@@ -152,7 +154,14 @@ class RecordingTransport:
         """What was received: from the file when persisting (all processes), else memory."""
         if self.path is None:
             return list(self.received)
-        return load_records(self.path)
+        if self.path.exists():  # read only what was appended since the last look
+            with self.path.open("rb") as stream:
+                stream.seek(self._offset)
+                chunk = stream.read()
+            whole = chunk[: chunk.rfind(b"\n") + 1]
+            self._offset += len(whole)
+            self._from_file.extend(_parse_lines(whole.decode()))
+        return list(self._from_file)
 
     def delivered_keys(self) -> list[str]:
         """Every idempotency key shown, one entry per time shown (edits count too)."""
@@ -163,8 +172,12 @@ def load_records(path: str | Path) -> list[Received]:
     target = Path(path)
     if not target.exists():
         return []
+    return _parse_lines(target.read_text())
+
+
+def _parse_lines(text: str) -> list[Received]:
     records: list[Received] = []
-    for line in target.read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
@@ -310,7 +323,7 @@ def crash_scenario(
             ) as proc:
                 assert proc.stdout is not None
                 proc.stdout.readline()  # "ready": connected, about to deliver
-                time.sleep(rng.uniform(0.02, 0.4))
+                time.sleep(rng.uniform(0.02, 0.8))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
             after_kills.append(len(load_records(record)))
