@@ -119,6 +119,19 @@ class SlackEnv:
         return self.post(body)
 
 
+def bot_replies(
+    fake: FakeSlack, channel: str, thread: str | None = None, count: int = 1
+) -> list[dict[str, Any]]:
+    """Wait for at least `count` bot messages in the channel (or thread) and return them."""
+
+    def found() -> list[dict[str, Any]] | None:
+        msgs = fake.messages(channel, thread) if thread else fake.all_messages(channel)
+        mine = [m for m in msgs if m.get("bot_id")]
+        return mine if len(mine) >= count else None
+
+    return fake.wait_until_sync(found, 10)
+
+
 def all_text(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False)
 
