@@ -6,7 +6,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, or_, select, tuple_
 
 from ledger.exceptions import AmbiguousRef, InvalidInput, TaskNotFound
 from ledger.ids import ALPHABET, MIN_PREFIX
@@ -19,11 +19,19 @@ T = tasks_table.c
 _MAX_CANDIDATES = 11
 
 
+_BY_ID = select(tasks_table).where(T.task_id == bindparam("task_id"))
+_BY_ID_IN_TENANT = _BY_ID.where(T.tenant == bindparam("tenant"))
+
+
 def fetch_row(conn: Connection, task_id: str, tenant: str | None = None) -> dict[str, Any] | None:
-    query = select(tasks_table).where(T.task_id == task_id)
-    if tenant is not None:
-        query = query.where(T.tenant == tenant)
-    row = conn.execute(query).mappings().first()
+    if tenant is None:
+        row = conn.execute(_BY_ID, {"task_id": task_id}).mappings().first()
+    else:
+        row = (
+            conn.execute(_BY_ID_IN_TENANT, {"task_id": task_id, "tenant": tenant})
+            .mappings()
+            .first()
+        )
     return dict(row) if row is not None else None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import db
@@ -204,11 +204,9 @@ def create_task(
             values["heartbeat_at"] = now
             values["lease_expires_at"] = lease_expiry(values, config, now)
         if run_id is None:
-            conn.execute(insert(tasks_table), values)
+            conn.execute(_INSERT_TASK, values)
         else:
-            # ON CONFLICT DO NOTHING: a returned row means we inserted (rowcount is not
-            # reliable for this statement on psycopg).
-            inserted = conn.execute(_insert_ignoring_conflict(conn, values)).first()
+            inserted = conn.execute(_INSERT_IF_NEW[conn.dialect.name], values).first()
             if inserted is None:
                 return _merge_existing(conn, tenant, run_id, values, now=now, actor=actor)
         write_event(
@@ -228,21 +226,19 @@ def create_task(
         return task_from_row(values)
 
 
-def _insert_ignoring_conflict(conn: Connection, values: Mapping[str, Any]) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return (
-            postgresql.insert(tasks_table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
-            .returning(T.task_id)
-        )
-    return (
-        sqlite.insert(tasks_table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
-        .returning(T.task_id)
-    )
+_INSERT_TASK = insert(tasks_table)
+#: INSERT .. ON CONFLICT (tenant, run_id) DO NOTHING RETURNING task_id, per dialect: a returned
+#: row means we inserted (rowcount is not reliable for this statement on psycopg).
+_INSERT_IF_NEW = {
+    name: dialect_insert(tasks_table)
+    .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
+    .returning(T.task_id)
+    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+_INSERT_ARTIFACT = insert(artifacts_table)
+_HEARTBEAT = update(tasks_table).where(
+    T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+)
 
 
 #: Fields an idempotent re-create may fill in when the existing task lacks them.
@@ -339,9 +335,7 @@ def heartbeat_task(
             "last_event_at": max(now, row["last_event_at"]),
         }
         result = conn.execute(
-            update(tasks_table)
-            .where(T.task_id == row["task_id"], T.version == row["version"])
-            .values(values)
+            _HEARTBEAT, {**values, "_task_id": row["task_id"], "_version": row["version"]}
         )
         if result.rowcount != 1:
             return None
@@ -560,7 +554,7 @@ def add_artifact(
         if new_row is None:
             return None
         conn.execute(
-            insert(artifacts_table),
+            _INSERT_ARTIFACT,
             {
                 "task_id": row["task_id"],
                 "kind": kind_value,

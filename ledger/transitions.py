@@ -12,13 +12,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from ledger.config import LedgerConfig
 from ledger.schema import events_table, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
 
 T = tasks_table.c
+
+# Statements are built once; values travel as parameters, so SQLAlchemy compiles each shape
+# once and per-event writes cost one round trip each (CONVENTIONS: hot paths in Core).
+_INSERT_EVENT = insert(events_table)
+_CAS_UPDATE = update(tasks_table).where(
+    T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+)
 
 
 class Refused(Exception):
@@ -44,7 +51,7 @@ def write_event(
     summary: str | None = None,
 ) -> None:
     conn.execute(
-        insert(events_table),
+        _INSERT_EVENT,
         {
             "task_id": task_id,
             "seq": seq,
@@ -80,9 +87,7 @@ def bump(
     new_values["version"] = version + 1
     new_values.setdefault("last_event_at", max(now, row["last_event_at"]))
     result = conn.execute(
-        update(tasks_table)
-        .where(T.task_id == row["task_id"], T.version == version)
-        .values(new_values)
+        _CAS_UPDATE, {**new_values, "_task_id": row["task_id"], "_version": version}
     )
     if result.rowcount != 1:
         return None
