@@ -176,3 +176,13 @@ def ensure_schema(engine: Engine) -> None:
     if found is not None and found not in known_revisions():
         raise SchemaMismatch(found, SCHEMA_REVISION)
     upgrade(engine)
+
+
+def dialect_insert(conn: Connection, table: Any) -> Any:
+    """`INSERT` with the dialect's `ON CONFLICT` support (SQLite or PostgreSQL), importing
+    only the dialect in use: the PostgreSQL dialect package costs a ledger command that runs
+    on SQLite tens of milliseconds of start-up."""
+    import importlib
+
+    module = importlib.import_module(f"sqlalchemy.dialects.{conn.dialect.name}")
+    return module.insert(table)

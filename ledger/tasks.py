@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import db
 from ledger.address import parse_address
@@ -206,7 +205,7 @@ def create_task(
         if run_id is None:
             conn.execute(_INSERT_TASK, values)
         else:
-            inserted = conn.execute(_INSERT_IF_NEW[conn.dialect.name], values).first()
+            inserted = conn.execute(_insert_if_new(conn), values).first()
             if inserted is None:
                 return _merge_existing(conn, tenant, run_id, values, now=now, actor=actor)
         write_event(
@@ -227,14 +226,21 @@ def create_task(
 
 
 _INSERT_TASK = insert(tasks_table)
-#: INSERT .. ON CONFLICT (tenant, run_id) DO NOTHING RETURNING task_id, per dialect: a returned
-#: row means we inserted (rowcount is not reliable for this statement on psycopg).
-_INSERT_IF_NEW = {
-    name: dialect_insert(tasks_table)
-    .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
-    .returning(T.task_id)
-    for name, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+#: INSERT .. ON CONFLICT (tenant, run_id) DO NOTHING RETURNING task_id, built once per dialect:
+#: a returned row means we inserted (rowcount is not reliable for it on psycopg).
+_INSERT_IF_NEW: dict[str, Any] = {}
+
+
+def _insert_if_new(conn: Connection) -> Any:
+    statement = _INSERT_IF_NEW.get(conn.dialect.name)
+    if statement is None:
+        statement = (
+            db.dialect_insert(conn, tasks_table)
+            .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
+            .returning(T.task_id)
+        )
+        _INSERT_IF_NEW[conn.dialect.name] = statement
+    return statement
 _INSERT_ARTIFACT = insert(artifacts_table)
 _HEARTBEAT = update(tasks_table).where(
     T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
