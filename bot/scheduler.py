@@ -6,7 +6,9 @@ Core jobs, each the same function the CLI calls:
 - `audit` every `TASKTRAIL_AUDIT_INTERVAL` (5 min): `Ledger.audit()`, then one
   `audit_digest` notice to `TASKTRAIL_OPS_CHANNEL` when the set of error-level findings
   changed (`Ledger.audit_digest`, through the delivery outbox);
-- `maintenance` every `TASKTRAIL_MAINTENANCE_INTERVAL` (1 h): `Ledger.maintenance(apply=True)`.
+- `maintenance` every `TASKTRAIL_MAINTENANCE_INTERVAL` (1 h): `Ledger.maintenance(apply=True)`;
+- `proof` every `TASKTRAIL_PROOF_INTERVAL` (30 s): `Ledger.run_due_proof_checks()` (not
+  recorded for `auditor_gap`).
 
 Each completed core pass is recorded (`Ledger.record_auditor_pass`), which feeds the
 `auditor_gap` audit code.
@@ -98,6 +100,25 @@ def maintenance_pass(ledger: Ledger) -> object:
     return ledger.maintenance(apply=True)
 
 
+def proof_pass(ledger: Ledger, *, limit: int = 100, rounds: int = 5) -> int:
+    """Due proof checks (`Ledger.run_due_proof_checks`); a full batch is followed by
+    another, up to `rounds`, so a backlog drains within one pass. Returns checks run."""
+    checked = 0
+    for _ in range(rounds):
+        result = ledger.run_due_proof_checks(limit=limit)
+        checked += result.checked
+        if result.checked:
+            log.info(
+                "proof: %d checked, %d passed, %d failed",
+                result.checked,
+                result.verified,
+                result.failed,
+            )
+        if result.checked < limit:
+            break
+    return checked
+
+
 def core_jobs(ledger: Ledger, settings: Settings) -> list[ScheduledJob]:
     config = settings.ledger
     return [
@@ -112,6 +133,7 @@ def core_jobs(ledger: Ledger, settings: Settings) -> list[ScheduledJob]:
             record=True,
             run_at_start=False,
         ),
+        ScheduledJob("proof", lambda: proof_pass(ledger), config.proof_interval),
     ]
 
 

@@ -213,6 +213,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True, slots=True)
 class DenyList:
+    """Networks (`169.254.0.0/16`, `fe80::/10`), addresses, host names, and name suffixes
+    (`.internal` or `*.internal`). The entry `default` stands for `DEFAULT_DENY`, so
+    `TASKTRAIL_PROOF_DENY=default,10.0.0.0/8` adds to the built-in list instead of
+    replacing it."""
+
     networks: tuple[IPNetwork, ...]
     hosts: frozenset[str]
     suffixes: tuple[str, ...]
@@ -222,7 +227,10 @@ class DenyList:
         networks: list[IPNetwork] = []
         hosts: set[str] = set()
         suffixes: list[str] = []
+        expanded: list[str] = []
         for raw in entries:
+            expanded.extend(DEFAULT_DENY if raw.strip().lower() == "default" else [raw])
+        for raw in expanded:
             entry = raw.strip().lower().rstrip(".")
             if not entry:
                 continue
@@ -407,7 +415,7 @@ async def resolve_allowed(host: str, port: int, deny: DenyList) -> list[IPAddres
             raise OSError(f"cannot resolve {host}")
     for address in found:
         if deny.address_denied(address):
-            shown = host if str(address) == host else f"{host} ({address})"
+            shown = host if literal is not None else f"{host} ({address})"
             raise Denied(f"{shown} is in the deny list")
     return found
 

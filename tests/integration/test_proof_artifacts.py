@@ -387,3 +387,17 @@ def test_flapping_proof_sends_at_most_one_notice_per_outcome(ledger: Ledger, sit
         "proven",
         "proof failed",
     ]
+
+
+def test_the_scheduled_auditor_runs_due_proof_checks(ledger: Ledger, site: Site) -> None:
+    from bot.scheduler import build_scheduler
+    from bot.settings import load_settings
+
+    site.page("/", PAGE)
+    task_id = published_task(ledger, site.url("/"))
+    ledger.finish(task_id, status="succeeded")
+    auditor = build_scheduler(load_settings({}), ledger)
+    assert auditor.jobs["proof"].interval == timedelta(seconds=30)
+    assert auditor.run_job("proof")
+    assert ledger.get(task_id).proven is True
+    assert site.hits["/"] == 1

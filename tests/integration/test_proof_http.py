@@ -232,3 +232,24 @@ def test_checks_can_be_run_from_a_thread_that_runs_an_event_loop(site: Site) -> 
         return run_checks(request, CheckLimits(timeout=2), datetime.now(UTC))[0].passed
 
     assert asyncio.run(inside_a_loop())
+
+
+def test_the_default_entry_keeps_the_built_in_deny_list_when_adding_to_it(
+    second_site: Site,
+) -> None:
+    from bot.settings import load_settings
+
+    settings = load_settings({"TASKTRAIL_PROOF_DENY": "default, 127.0.0.2"})
+    limits = CheckLimits.from_config(settings.ledger)
+    requests = [
+        CheckRequest("url", second_site.url("/"), {}),
+        CheckRequest("url", "http://[fe80::1]/", {}),
+        CheckRequest("url", "http://[::ffff:169.254.169.254]/", {}),
+    ]
+    results = run_checks(requests, limits, datetime.now(UTC))
+    assert [r.detail.split(" is ")[0] for r in results] == [
+        "denied: 127.0.0.2",
+        "denied: fe80::1",
+        "denied: ::ffff:169.254.169.254",
+    ]
+    assert second_site.hits["/"] == 0
