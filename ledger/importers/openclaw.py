@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, insert, select, text, update
 from ledger import db
 from ledger.config import LedgerConfig
 from ledger.ids import new_task_id
+from ledger.importers.bulk import bulk_cache, insert_many
 from ledger.importers.openclaw_source import (
     DELIVERY_MAP,
     EPOCH,
@@ -61,7 +62,7 @@ S = state_table.c
 #: Rows whose `last_event_at` is this close below the watermark are read again (and
 #: compared), so a row committed late by a slow OpenClaw transaction is not missed.
 OVERLAP_MS = 60_000
-PAGE_SIZE = 2000
+PAGE_SIZE = 5000
 #: PostgreSQL advisory lock held by an import transaction, so two importers (the `serve`
 #: mirror and a manual `tasktrail import`) never insert the same OpenClaw task twice.
 IMPORT_LOCK_KEY = 0x7A5C_0C1A
@@ -183,27 +184,27 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
         yield items[start : start + size]
 
 
+# Both lookups filter on origin_ref alone in SQL (its index is the selective one; with a
+# tenant condition SQLite's planner prefers a tenant index and scans the whole tenant).
+
+
 def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(refs):
-        for row in conn.execute(
-            select(tasks_table).where(
-                T.tenant == tenant, T.origin == ORIGIN, T.origin_ref.in_(chunk)
-            )
-        ).mappings():
-            found[row["origin_ref"]] = dict(row)
+        for row in conn.execute(select(tasks_table).where(T.origin_ref.in_(chunk))).mappings():
+            if row["tenant"] == tenant and row["origin"] == ORIGIN:
+                found[row["origin_ref"]] = dict(row)
     return found
 
 
 def _mirror_ids(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for chunk in _chunks(refs):
-        for task_id, ref in conn.execute(
-            select(T.task_id, T.origin_ref).where(
-                T.tenant == tenant, T.origin == ORIGIN, T.origin_ref.in_(chunk)
-            )
+        for task_id, ref, row_tenant, origin in conn.execute(
+            select(T.task_id, T.origin_ref, T.tenant, T.origin).where(T.origin_ref.in_(chunk))
         ):
-            found[ref] = task_id
+            if row_tenant == tenant and origin == ORIGIN:
+                found[ref] = task_id
     return found
 
 
@@ -327,8 +328,9 @@ class _Importer:
                     "summary": f"mirrored from OpenClaw task {task.origin_ref}",
                 }
             )
-        conn.execute(insert(tasks_table), rows)
-        conn.execute(insert(events_table), events)
+        with bulk_cache(conn, len(rows)):
+            insert_many(conn, tasks_table, rows)
+            insert_many(conn, events_table, events)
         self.tally.created += len(rows)
         if self.notify:
             self._announce_new(conn, rows)

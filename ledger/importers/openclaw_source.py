@@ -10,6 +10,7 @@ lock is ever taken and no byte of the file changes), reads it page by page in or
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -22,7 +23,6 @@ from typing import Any
 
 from ledger.address import parse_address
 from ledger.exceptions import InvalidInput, LedgerError
-from ledger.status import Status
 from ledger.text import BRIEF_MAX, KEY_MAX, LABEL_MAX, SUMMARY_MAX
 
 ORIGIN = "openclaw"
@@ -249,6 +249,11 @@ class MappedTask:
 
 def _ms(row: Mapping[str, Any], column: str, required: bool = False) -> datetime | None:
     value = row[column]
+    if type(value) is int:
+        try:
+            return EPOCH + timedelta(milliseconds=value)
+        except OverflowError:
+            raise RowRejected(f"{column} {value} is out of range") from None
     if value is None:
         if required:
             raise RowRejected(f"{column} is missing")
@@ -287,12 +292,23 @@ def _blank_to_none(value: Any) -> Any:
 
 
 def _json(text: Any) -> Any:
+    """Parsed JSON text (the raw text when it is not JSON). Shared, never mutated: the same
+    origin and detail documents repeat across thousands of rows."""
     if text is None:
         return None
+    if isinstance(text, str) and len(text) <= 512:
+        return _json_cached(text)
+    return _parse(text)
+
+
+def _parse(text: Any) -> Any:
     try:
         return json.loads(text)
     except (TypeError, ValueError):
         return text
+
+
+_json_cached = functools.lru_cache(maxsize=4096)(_parse)
 
 
 def reply_address(origin: Any, tenant_platform: str | None, tenant_space: str | None) -> str | None:
@@ -324,6 +340,11 @@ def reply_address(origin: Any, tenant_platform: str | None, tenant_space: str | 
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_reply(text: str, platform: str | None, space: str | None) -> str | None:
+    return reply_address(_json(text), platform, space)
+
+
 def map_row(
     row: Mapping[str, Any],
     *,
@@ -352,9 +373,10 @@ def map_row(
         raise RowRejected("task is missing")
     created = _ms(row, "created_at", required=True)
     assert created is not None
-    started, ended, last_event, cleanup = (
-        _ms(row, c) for c in ("started_at", "ended_at", "last_event_at", "cleanup_after")
-    )
+    started = _ms(row, "started_at")
+    ended = _ms(row, "ended_at")
+    last_event = _ms(row, "last_event_at")
+    cleanup = _ms(row, "cleanup_after")
     # created <= started <= ended, whatever the producer's clock said (SPEC §2)
     if started is not None:
         started = max(started, created)
@@ -366,7 +388,8 @@ def map_row(
     requester = _blank_to_none(row["requester_session_key"])
     if requester is None and scope == "session":
         requester = _blank_to_none(owner_key)
-    origin = _json(row["requester_origin_json"])
+    origin_text = row["requester_origin_json"]
+    origin = _json(origin_text)
     label = _blank_to_none(row["label"])
     if label is None or not str(label).strip():
         first_line = brief.strip().splitlines()[0] if brief.strip() else ""
@@ -406,7 +429,11 @@ def map_row(
         run_id = None
 
     policy = notify if notify_from_tasktrail else "silent"
-    reply_to = reply_address(origin, tenant_platform, tenant_space)
+    reply_to = (
+        _cached_reply(origin_text, tenant_platform, tenant_space)
+        if isinstance(origin_text, str) and len(origin_text) <= 512
+        else reply_address(origin, tenant_platform, tenant_space)
+    )
     if notify_from_tasktrail and status in ("queued", "running"):
         delivery_value = "pending" if reply_to and policy != "silent" else "not_applicable"
     else:
@@ -417,7 +444,7 @@ def map_row(
         "task_kind": _text(_blank_to_none(row["task_kind"]), _KIND_MAX),
         "label": _text(label, LABEL_MAX),
         "task": _text(brief, BRIEF_MAX),
-        "status": Status(status).value,
+        "status": status,
         "run_id": run_id,
         "source_id": _text(_blank_to_none(row["source_id"]), _ID_MAX),
         "child_session_key": _text(_blank_to_none(row["child_session_key"]), KEY_MAX),
