@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -81,15 +82,19 @@ def build_source(target: Path, rows: int) -> None:
 
 
 def run_command(args: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB and exit code of one `tasktrail` process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.stderr is not None:
-        process.stderr.close()
-    return wall, usage.ru_maxrss / 1024, process.returncode
+    """Wall seconds, peak RSS in MB and exit code of one `tasktrail` process, measured by
+    GNU time (a fresh small parent, so the child's max RSS is its own, not this process's
+    memory inherited through fork)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        started = time.perf_counter()
+        code = subprocess.call(
+            ["/usr/bin/time", "-f", "%M", "-o", out.name, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wall = time.perf_counter() - started
+        lines = [line for line in out.read().splitlines() if line.strip().isdigit()]
+    return wall, int(lines[-1]) / 1024 if lines else float("nan"), code
 
 
 def main() -> None:
@@ -110,14 +115,20 @@ def main() -> None:
 
     started = time.perf_counter()
     build_source(source, options.rows)
-    print(f"built {options.rows:,} OpenClaw tasks in {time.perf_counter() - started:.1f}s: {source}")
+    took = time.perf_counter() - started
+    print(f"built {options.rows:,} OpenClaw tasks in {took:.1f}s: {source}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before import")
 
     ledger = Ledger.connect(url)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     report = ledger.import_openclaw(source)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     rate = report.rows_read / report.elapsed_seconds
     print(
         f"import: {report.created:,} created, {report.skipped} skipped in "
-        f"{report.elapsed_seconds:.2f}s = {rate:,.0f} tasks/s (target >= 10,000)"
+        f"{report.elapsed_seconds:.2f}s wall = {rate:,.0f} tasks/s (target >= 10,000); "
+        f"{cpu:.2f}s CPU = {report.rows_read / cpu:,.0f} tasks per CPU-second"
     )
     again = ledger.import_openclaw(source)
     print(

@@ -48,17 +48,49 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
     return None
 
 
+class _RowContext:
+    """What a Python-side column default (`default=fn(context)`) reads: the row's values."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.current_parameters = row
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.current_parameters
+
+
+def _default(column: Any) -> Callable[[dict[str, Any]], Any] | None:
+    """A function giving a missing column's Python-side default for one row (None: the
+    default is of a kind only SQLAlchemy's own execution handles)."""
+    default = column.default
+    if default is None:
+        return lambda _row: None
+    if default.is_scalar:
+        return lambda _row: default.arg
+    if default.is_callable:
+        return lambda row: default.arg(_RowContext(row))
+    return None
+
+
 def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` (dicts with the same keys) in one executemany."""
     if not rows:
         return
+    names = list(rows[0])
     if conn.dialect.name != "sqlite":
         conn.execute(insert(table), list(rows))
         return
-    names = list(rows[0])
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=names)
     order = compiled.positiontup
     assert order is not None, "SQLite compiles positional parameters"
+    present = set(names)
+    defaults = {name: _default(table.c[name]) for name in order if name not in present}
+    if any(fill is None for fill in defaults.values()):
+        conn.execute(insert(table), list(rows))
+        return
+    if defaults:
+        rows = [
+            {**row, **{name: fill(row) for name, fill in defaults.items() if fill}} for row in rows
+        ]
     plan = [(name, _converter(table.c[name].type)) for name in order]
     params = [
         tuple(convert(row[name]) if convert is not None else row[name] for name, convert in plan)

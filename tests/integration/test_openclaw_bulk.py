@@ -1,0 +1,61 @@
+"""The importer's bulk insert stores exactly what a plain Core insert stores (column
+defaults included), on every backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ledger import Ledger
+from ledger.importers.bulk import insert_many
+from ledger.importers.openclaw_source import COLUMNS, dump_detail, map_row
+from ledger.schema import tasks_table
+
+
+def _values(task_id: str, run_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(
+        task_id="oc-1",
+        runtime="cli",
+        owner_key="agent:main:main",
+        scope_kind="session",
+        task="nightly build",
+        status="running",
+        delivery_status="pending",
+        notify_policy="state_changes",
+        created_at=1_795_771_709_931,
+        started_at=1_795_771_710_000,
+        last_event_at=1_795_771_720_000,
+        run_id=run_id,
+        requester_origin_json='{"channel": "slack", "to": "channel:C1", "threadId": "1.2"}',
+        last_notified_event_at=None,
+    )
+    mapped = map_row(
+        row,
+        tenant="slack:T1",
+        notify_from_tasktrail=True,
+        tenant_platform="slack",
+        tenant_space="T1",
+    )
+    values = dict(mapped.values, task_id=task_id, version=1)
+    values["origin_detail"] = dump_detail(mapped.detail)
+    return values
+
+
+def test_bulk_insert_stores_what_a_core_insert_stores(ledger: Ledger) -> None:
+    with ledger.engine.begin() as conn:
+        insert_many(conn, tasks_table, [_values("bulkbulkbulkbulk", "r-bulk")])
+        conn.execute(tasks_table.insert(), _values("corecorecorecore", "r-core"))
+        rows = {
+            r["task_id"]: dict(r)
+            for r in conn.execute(select(tasks_table).order_by(tasks_table.c.task_id)).mappings()
+        }
+
+    bulk, core = rows["bulkbulkbulkbulk"], rows["corecorecorecore"]
+    for row in (bulk, core):
+        del row["task_id"], row["run_id"]
+    assert bulk == core
+    assert bulk["reply_to"] == "slack:T1/C1/1.2"
+    assert bulk["created_at"] == datetime(2026, 11, 27, 9, 28, 29, 931000, tzinfo=UTC)
