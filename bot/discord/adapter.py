@@ -58,7 +58,6 @@ class DiscordAdapter:
         self.guild_id = int(guild) if guild and guild.isdigit() else None
         self.guild_ready_timeout = guild_ready_timeout
         self.client: TasksClient | None = None
-        self._stopping = False
         self._created = asyncio.Event()
 
     def _new_client(self) -> TasksClient:
@@ -69,7 +68,6 @@ class DiscordAdapter:
 
     async def start(self) -> None:
         """Log in, sync `/tasks`, and hold the gateway until `stop()` (reconnects itself)."""
-        self._stopping = False
         self.client = self._new_client()
         self._created.set()
         async with self.client:
@@ -84,7 +82,6 @@ class DiscordAdapter:
             await self.client.synced.wait()
 
     async def stop(self) -> None:
-        self._stopping = True
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
         await self.transport.close()

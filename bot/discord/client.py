@@ -19,7 +19,14 @@ import discord
 from discord import app_commands
 
 from bot.chat.board import build_board
-from bot.chat.commands import BOARD_FILTERS, Command, CommandError, Verb, parse_filter
+from bot.chat.commands import (
+    BOARD_FILTERS,
+    MAX_REASON,
+    Command,
+    CommandError,
+    Verb,
+    parse_filter,
+)
 from bot.chat.permissions import Actor, Permissions
 from bot.chat.service import (
     AuditReply,
@@ -278,8 +285,9 @@ class TasksGroup(app_commands.Group):
     @app_commands.describe(ref="Task id, id prefix or run id", reason="Why (recorded)")
     async def cancel(self, interaction: Interaction, ref: str, reason: str | None = None) -> None:
         reason = (reason or "").strip() or None
-        if reason is not None and len(reason) > 1000:
-            await self.handler.refuse(interaction, CommandError("cancel reason is too long"))
+        if reason is not None and len(reason) > MAX_REASON:
+            problem = f"cancel reason is too long ({len(reason)} > {MAX_REASON})"
+            await self.handler.refuse(interaction, CommandError(problem))
             return
         await self._run(interaction, Command(Verb.CANCEL, ref=ref, reason=reason))
 
