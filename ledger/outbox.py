@@ -112,14 +112,6 @@ def due_counts(conn: Connection, now: datetime) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def next_due_at(conn: Connection) -> datetime | None:
-    """When the earliest open notice becomes due (for the worker's sleep)."""
-    value: datetime | None = conn.execute(
-        select(func.min(D.next_attempt_at)).where(D.status.in_(OPEN))
-    ).scalar()
-    return value
-
-
 def claim(
     conn: Connection,
     worker_id: str,
@@ -175,23 +167,6 @@ def renew_claims(conn: Connection, ids: list[int], worker_id: str, until: dateti
         .values(claim_expires_at=until)
     )
     return int(result.rowcount)
-
-
-def release(conn: Connection, ids: list[int], worker_id: str, now: datetime) -> None:
-    """Give back claims not acted on (the attempt they counted is returned too)."""
-    if ids:
-        conn.execute(
-            update(deliveries_table)
-            .where(D.id.in_(ids), D.claimed_by == worker_id, D.status.in_(OPEN))
-            .values(
-                claimed_by=None,
-                claim_expires_at=None,
-                attempts=func.max(D.attempts - 1, 0)
-                if conn.dialect.name == "sqlite"
-                else func.greatest(D.attempts - 1, 0),
-                updated_at=now,
-            )
-        )
 
 
 def defer(conn: Connection, ids: list[int], worker_id: str, until: datetime) -> None:
