@@ -77,6 +77,26 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+def reply_columns(reply_to: str | None) -> dict[str, str | None]:
+    """`reply_channel` and `reply_user` for a `reply_to` address string (see TaskRow)."""
+    if not reply_to:
+        return {"reply_channel": None, "reply_user": None}
+    head, _, user = reply_to.partition("@")
+    platform = head.split(":", 1)[0]
+    return {
+        "reply_channel": "/".join(head.split("/")[:2]),
+        "reply_user": f"{platform}:{user}" if user else None,
+    }
+
+
+def _reply_channel(context: Any) -> str | None:
+    return reply_columns(context.get_current_parameters().get("reply_to"))["reply_channel"]
+
+
+def _reply_user(context: Any) -> str | None:
+    return reply_columns(context.get_current_parameters().get("reply_to"))["reply_user"]
+
+
 class TaskRow(Base):
     __tablename__ = "tasks"
 
@@ -131,6 +151,11 @@ class TaskRow(Base):
     origin_ref: Mapped[str | None] = mapped_column(String(255))
     #: Free-form JSON text for origin details (e.g. OpenClaw's own delivery status).
     origin_detail: Mapped[str | None] = mapped_column(Text)
+    #: Derived from `reply_to` on every write (insert default; `bump` on updates), so chat
+    #: boards find a channel's tasks and a person's tasks by index seek:
+    #: `platform:workspace/channel` and `platform:user`.
+    reply_channel: Mapped[str | None] = mapped_column(String(300), default=_reply_channel)
+    reply_user: Mapped[str | None] = mapped_column(String(300), default=_reply_user)
 
     __table_args__ = (
         UniqueConstraint("tenant", "run_id"),
@@ -146,6 +171,18 @@ class TaskRow(Base):
         Index("ix_tasks_status_proof_ended", "status", "proof_required", "ended_at"),
         Index("ix_tasks_parent", "parent_task_id"),
         Index("ix_tasks_origin_ref", "origin_ref"),
+        #: Chat boards (bot.chat.board): one index range per (scope, status), newest first.
+        Index("ix_tasks_tenant_channel", "tenant", "reply_channel", "status", "created_at"),
+        Index("ix_tasks_tenant_reply_user", "tenant", "reply_user", "status", "created_at"),
+        Index("ix_tasks_tenant_delivery", "tenant", "delivery_status", "status", "created_at"),
+        Index(
+            "ix_tasks_tenant_proof",
+            "tenant",
+            "proof_required",
+            "status",
+            "proof_status",
+            "created_at",
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, update
 
 from ledger.config import LedgerConfig
-from ledger.schema import events_table, tasks_table
+from ledger.schema import events_table, reply_columns, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
 
 T = tasks_table.c
@@ -84,6 +84,8 @@ def bump(
     """
     version = row["version"]
     new_values = dict(values)
+    if "reply_to" in new_values:  # keep the derived board columns in step (schema.TaskRow)
+        new_values.update(reply_columns(new_values["reply_to"]))
     new_values["version"] = version + 1
     new_values.setdefault("last_event_at", max(now, row["last_event_at"]))
     result = conn.execute(

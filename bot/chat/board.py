@@ -42,35 +42,37 @@ GROUP_TITLES = {
 DEFAULT_ROWS = 10
 DEFAULT_COUNT_CAP = 10_000
 
-_UNPROVEN = and_(
-    T.status == Status.SUCCEEDED.value,
-    T.proof_required.is_(True),
-    or_(T.proof_status.is_(None), T.proof_status != "verified"),
-)
+_PROOF_REQUIRED = T.proof_required.is_(True)
+_UNPROVEN = and_(_PROOF_REQUIRED, or_(T.proof_status.is_(None), T.proof_status != "verified"))
 _DELIVERY_FAILED = T.delivery_status == "failed"
-_LOST_UNACK = T.acknowledged_at.is_(None)
+_DELIVERY_OK = T.delivery_status != "failed"
+_ACKED = T.acknowledged_at.is_not(None)
 
 
 @dataclass(frozen=True, slots=True)
 class _Part:
     group: str
     status: Status
-    extra: ColumnElement[bool] | None
+    extra: tuple[ColumnElement[bool], ...] = ()
 
 
-#: Which rows make up each group, one index range per status. The parts are disjoint.
+#: Which rows make up each group: one index range per part, and the parts are disjoint.
+#: Every part's equality conditions match one of the board indexes (see ledger.schema).
 _PARTS: tuple[_Part, ...] = (
-    _Part("attention", Status.FAILED, None),
-    _Part("attention", Status.TIMED_OUT, None),
-    _Part("attention", Status.LOST, _LOST_UNACK),
-    _Part("attention", Status.SUCCEEDED, or_(_UNPROVEN, _DELIVERY_FAILED)),
-    _Part("attention", Status.CANCELLED, _DELIVERY_FAILED),
-    _Part("attention", Status.LOST, and_(not_(_LOST_UNACK), _DELIVERY_FAILED)),
-    _Part("running", Status.RUNNING, None),
-    _Part("queued", Status.QUEUED, None),
-    _Part("finished", Status.SUCCEEDED, and_(not_(_UNPROVEN), not_(_DELIVERY_FAILED))),
-    _Part("finished", Status.CANCELLED, not_(_DELIVERY_FAILED)),
-    _Part("finished", Status.LOST, and_(not_(_LOST_UNACK), not_(_DELIVERY_FAILED))),
+    _Part("attention", Status.FAILED),
+    _Part("attention", Status.TIMED_OUT),
+    _Part("attention", Status.LOST, (T.acknowledged_at.is_(None),)),
+    _Part("attention", Status.SUCCEEDED, (_PROOF_REQUIRED, T.proof_status.is_(None))),
+    _Part("attention", Status.SUCCEEDED, (_PROOF_REQUIRED, T.proof_status == "unchecked")),
+    _Part("attention", Status.SUCCEEDED, (_PROOF_REQUIRED, T.proof_status == "failed")),
+    _Part("attention", Status.SUCCEEDED, (_DELIVERY_FAILED, not_(_UNPROVEN))),
+    _Part("attention", Status.CANCELLED, (_DELIVERY_FAILED,)),
+    _Part("attention", Status.LOST, (_DELIVERY_FAILED, _ACKED)),
+    _Part("running", Status.RUNNING),
+    _Part("queued", Status.QUEUED),
+    _Part("finished", Status.SUCCEEDED, (_DELIVERY_OK, not_(_UNPROVEN))),
+    _Part("finished", Status.CANCELLED, (_DELIVERY_OK,)),
+    _Part("finished", Status.LOST, (_DELIVERY_OK, _ACKED)),
 )
 
 #: Status filters: which statuses a filtered board keeps.
@@ -80,7 +82,6 @@ _STATUS_FILTERS: dict[str, frozenset[Status]] = {
     "failed": frozenset({Status.FAILED, Status.TIMED_OUT}),
     "lost": frozenset({Status.LOST}),
 }
-
 _FILTER_GROUP: dict[Status, str] = {
     Status.FAILED: "attention",
     Status.TIMED_OUT: "attention",
@@ -88,6 +89,8 @@ _FILTER_GROUP: dict[Status, str] = {
     Status.RUNNING: "running",
     Status.QUEUED: "queued",
 }
+#: "Recently finished" is never counted exactly: "and 1000+ more" is enough there.
+FINISHED_COUNT_CAP = 1000
 
 _ROW_COLUMNS = (
     T.task_id,
@@ -200,48 +203,48 @@ def _row(row: Any, now: datetime) -> BoardRow:
     )
 
 
-def channel_condition(channel_key: str) -> ColumnElement[bool]:
-    """Tasks whose reply_to is in the channel or that a thread in the channel follows."""
+#: A scope is a list of disjoint variants, each a list of conditions; one query per variant.
+Scope = list[list[ColumnElement[bool]]]
+
+
+def channel_scope(channel_key: str) -> Scope:
+    """Tasks whose reply_to is in the channel, plus tasks a thread in the channel follows."""
     followed = select(followers_table.c.task_id).where(followers_table.c.channel_key == channel_key)
-    return or_(
-        T.reply_to == channel_key,
-        T.reply_to.startswith(channel_key + "/", autoescape=True),
-        T.reply_to.startswith(channel_key + "@", autoescape=True),
-        T.task_id.in_(followed),
-    )
+    return [
+        [T.reply_channel == channel_key],
+        [
+            T.task_id.in_(followed),
+            or_(T.reply_channel.is_(None), T.reply_channel != channel_key),
+        ],
+    ]
 
 
-def mine_condition(actor: Actor) -> ColumnElement[bool]:
-    return or_(
-        T.requester_session_key == actor.key,
-        and_(
-            T.reply_to.startswith(f"{actor.platform}:", autoescape=True),
-            T.reply_to.endswith(f"@{actor.user_id}", autoescape=True),
-        ),
-    )
+def mine_scope(actor: Actor) -> Scope:
+    """Tasks whose reply_to names the actor, plus those with the actor's requester key."""
+    return [
+        [T.reply_user == actor.key],
+        [
+            T.requester_session_key == actor.key,
+            or_(T.reply_user.is_(None), T.reply_user != actor.key),
+        ],
+    ]
 
 
-def _scope(
-    tenant: str, filter: str | None, channel_key: str | None, actor: Actor | None
-) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [T.tenant == tenant]
+def _scope(tenant: str, filter: str | None, channel_key: str | None, actor: Actor | None) -> Scope:
+    base = [T.tenant == tenant]
     if filter is None and channel_key is not None:
-        conditions.append(channel_condition(channel_key))
+        variants = channel_scope(channel_key)
     elif filter == "mine":
-        if actor is None:
-            conditions.append(T.task_id.is_(None))
-        else:
-            conditions.append(mine_condition(actor))
+        variants = mine_scope(actor) if actor is not None else []
     elif filter is not None and filter.startswith("runtime:"):
-        conditions.append(T.runtime == filter.split(":", 1)[1])
-    return conditions
+        variants = [[T.runtime == filter.split(":", 1)[1]]]
+    else:
+        variants = [[]]
+    return [[*base, *v] for v in variants]
 
 
-def _where(scope: Sequence[ColumnElement[bool]], part: _Part) -> ColumnElement[bool]:
-    conditions = [*scope, T.status == part.status.value]
-    if part.extra is not None:
-        conditions.append(part.extra)
-    return and_(*conditions)
+def _where(variant: Sequence[ColumnElement[bool]], part: _Part) -> ColumnElement[bool]:
+    return and_(*variant, T.status == part.status.value, *part.extra)
 
 
 def _count(conn: Connection, where: ColumnElement[bool], cap: int) -> int:
@@ -249,23 +252,26 @@ def _count(conn: Connection, where: ColumnElement[bool], cap: int) -> int:
     return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
-def _counts(conn: Connection, scope: Sequence[ColumnElement[bool]], cap: int) -> Counts:
-    totals = {"running": 0, "queued": 0, "attention": 0}
-    capped = False
+def _part_total(conn: Connection, scope: Scope, part: _Part, cap: int) -> int:
+    return sum(_count(conn, _where(v, part), cap) for v in scope)
+
+
+def _counts(conn: Connection, scope: Scope, cap: int, known: dict[str, int]) -> Counts:
+    totals = dict(known)
     for part in _PARTS:
-        if part.group == "finished":
-            continue
-        n = _count(conn, _where(scope, part), cap)
-        capped = capped or n >= cap
-        totals[part.group] += n
-    return Counts(totals["running"], totals["queued"], totals["attention"], capped)
+        if part.group != "finished" and part.group not in known:
+            totals[part.group] = totals.get(part.group, 0) + _part_total(conn, scope, part, cap)
+    capped = any(totals.get(k, 0) >= cap for k in ("attention", "running", "queued"))
+    return Counts(
+        totals.get("running", 0), totals.get("queued", 0), totals.get("attention", 0), capped
+    )
 
 
 def _group(
     conn: Connection,
     key: str,
     parts: Sequence[_Part],
-    scope: Sequence[ColumnElement[bool]],
+    scope: Scope,
     *,
     rows: int,
     cap: int,
@@ -275,20 +281,24 @@ def _group(
     total = 0
     capped = False
     for part in parts:
-        where = _where(scope, part)
-        result = conn.execute(
-            select(*_ROW_COLUMNS)
-            .where(where)
-            .order_by(T.created_at.desc(), T.task_id.desc())
-            .limit(rows)
-        ).all()
-        found.append(list(result))
-        if len(result) < rows:
-            total += len(result)
-        else:
-            n = _count(conn, where, cap)
-            capped = capped or n >= cap
-            total += n
+        for variant in scope:
+            where = _where(variant, part)
+            result = list(
+                conn.execute(
+                    select(*_ROW_COLUMNS)
+                    .where(where)
+                    # created_at alone, so each board index gives the order without a sort
+                    .order_by(T.created_at.desc())
+                    .limit(rows)
+                ).all()
+            )
+            found.append(result)
+            if len(result) < rows:
+                total += len(result)
+            else:
+                n = _count(conn, where, cap)
+                capped = capped or n >= cap
+                total += n
     merged = heapq.merge(*found, key=lambda r: (r.created_at, r.task_id), reverse=True)
     shown = tuple(_row(r, now) for _, r in zip(range(rows), merged, strict=False))
     return BoardGroup(key, GROUP_TITLES[key], shown, max(0, total - len(shown)), capped)
@@ -313,13 +323,15 @@ def build_board_conn(
             parts = [p for p in _PARTS if p.group == key]
         else:
             # A status filter shows every task of those statuses, acknowledged or not.
-            parts = [_Part(key, s, None) for s in sorted(keep) if _FILTER_GROUP[s] == key]
+            parts = [_Part(key, s) for s in sorted(keep) if _FILTER_GROUP[s] == key]
         if parts:
-            groups.append(_group(conn, key, parts, scope, rows=rows, cap=count_cap, now=now))
-    counts = _counts(conn, scope, count_cap)
+            cap = min(count_cap, FINISHED_COUNT_CAP) if key == "finished" else count_cap
+            groups.append(_group(conn, key, parts, scope, rows=rows, cap=cap, now=now))
+    known = {g.key: g.total for g in groups if keep is None and g.key != "finished"}
+    counts = _counts(conn, scope, count_cap, known)
     elsewhere = None
     if filter is None and channel_key is not None:
-        everywhere = _counts(conn, [T.tenant == tenant], count_cap)
+        everywhere = _counts(conn, [[T.tenant == tenant]], count_cap, {})
         elsewhere = Counts(
             max(0, everywhere.running - counts.running),
             max(0, everywhere.queued - counts.queued),

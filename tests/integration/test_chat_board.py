@@ -265,3 +265,21 @@ def test_follow_posts_an_anchor_and_unfollow_from_the_channel_removes_it(
     again = _run(service, f"unfollow {seeded['other']}", BOB)
     assert isinstance(again, ErrorReply)
     assert again.kind == "not_found"
+
+
+def test_a_reply_to_merged_in_later_puts_the_task_on_that_channels_board(ledger: Ledger) -> None:
+    first = ledger.create(runtime="cli", label="late-address", tenant=TENANT, run_id="r-9")
+    assert build_board(
+        ledger, tenant=TENANT, channel_key=HERE, filter=None, actor=None, now=T0
+    ).is_empty
+    merged = ledger.create(
+        runtime="cli", label="late-address", tenant=TENANT, run_id="r-9", reply_to=HERE + "@UZED"
+    )
+    assert merged.task_id == first.task_id
+    board = build_board(ledger, tenant=TENANT, channel_key=HERE, filter=None, actor=None, now=T0)
+    assert _labels(board, "running") == ["late-address"]
+    mine = build_board(
+        ledger, tenant=TENANT, channel_key=None, filter="mine",
+        actor=Actor("slack", "UZED", TENANT), now=T0,
+    )  # fmt: skip
+    assert _labels(mine, "running") == ["late-address"]

@@ -101,6 +101,8 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(length=32), nullable=True),
         sa.Column("origin_ref", sa.String(length=255), nullable=True),
         sa.Column("origin_detail", sa.Text(), nullable=True),
+        sa.Column("reply_channel", sa.String(length=300), nullable=True),
+        sa.Column("reply_user", sa.String(length=300), nullable=True),
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
         sa.UniqueConstraint("tenant", "run_id", name=op.f("uq_tasks_tenant_run_id")),
     )
@@ -130,6 +132,26 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_tasks_tenant_status_created",
             ["tenant", "status", "created_at", "task_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_tasks_tenant_channel",
+            ["tenant", "reply_channel", "status", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_tasks_tenant_reply_user",
+            ["tenant", "reply_user", "status", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_tasks_tenant_delivery",
+            ["tenant", "delivery_status", "status", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_tasks_tenant_proof",
+            ["tenant", "proof_required", "status", "proof_status", "created_at"],
             unique=False,
         )
 
@@ -277,6 +299,10 @@ def downgrade() -> None:
 
     op.drop_table("artifacts")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_tasks_tenant_proof")
+        batch_op.drop_index("ix_tasks_tenant_delivery")
+        batch_op.drop_index("ix_tasks_tenant_reply_user")
+        batch_op.drop_index("ix_tasks_tenant_channel")
         batch_op.drop_index("ix_tasks_tenant_status_created")
         batch_op.drop_index("ix_tasks_tenant_created")
         batch_op.drop_index("ix_tasks_status_proof_ended")
