@@ -38,7 +38,7 @@ from bot.settings import load_settings  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from ledger.db import ensure_schema, make_engine  # noqa: E402
 from ledger.ids import new_task_id  # noqa: E402
-from ledger.schema import tasks_table  # noqa: E402
+from ledger.schema import reply_columns, tasks_table  # noqa: E402
 from tests.fakes.discord_server import FakeDiscord, run_fake_discord_in_thread  # noqa: E402
 
 T = TypeVar("T")
@@ -76,6 +76,7 @@ def load(url: str, count: int, guilds: list[int], channel: int, user: int) -> fl
                     "run_id": f"run-{i}",
                     "requester_session_key": f"discord:{user}",
                     "reply_to": reply_to,
+                    **reply_columns(reply_to),
                     "notify_policy": "done_only",
                     "delivery_status": "not_applicable" if running else "delivered",
                     "created_at": created,
