@@ -12,6 +12,7 @@ two renderings equal). Other databases use the plain Core executemany.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -91,11 +92,18 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         rows = [
             {**row, **{name: fill(row) for name, fill in defaults.items() if fill}} for row in rows
         ]
-    plan = [(name, _converter(table.c[name].type)) for name in order]
-    params = [
-        tuple(convert(row[name]) if convert is not None else row[name] for name, convert in plan)
-        for row in rows
+    pick = operator.itemgetter(*order)
+    converters = [
+        (i, convert)
+        for i, name in enumerate(order)
+        if (convert := _converter(table.c[name].type)) is not None
     ]
+    params: list[Any] = []
+    for row in rows:
+        values = list(pick(row)) if len(order) > 1 else [row[order[0]]]
+        for i, convert in converters:
+            values[i] = convert(values[i])
+        params.append(tuple(values))
     conn.exec_driver_sql(str(compiled), params)
 
 
