@@ -423,7 +423,7 @@ class Ledger:
         self, ref: str, *, tenant: str | None = None, now: datetime | None = None
     ) -> TaskRecord:
         """Re-queue the task's failed deliveries (new generation, new idempotency key)."""
-        from ledger.outbox import retry_deliveries
+        from ledger.redelivery import retry_deliveries
 
         retry_deliveries(self.engine, self.config, ref, now=self._now(now), tenant=tenant)
         return self.get(ref, tenant=tenant, details=True)
@@ -438,7 +438,7 @@ class Ledger:
     ) -> TaskRecord:
         """Mark the task's failed deliveries handled; on a `lost` task also acknowledge the
         verdict (the task stays lost, its `lost` audit finding goes away)."""
-        from ledger.outbox import dismiss_deliveries
+        from ledger.redelivery import dismiss_deliveries
 
         dismiss_deliveries(
             self.engine, ref, now=self._now(now), tenant=tenant, actor=actor or self.actor
@@ -454,8 +454,8 @@ class Ledger:
         task: str | None = None,
     ) -> tuple[DeliveryRecord, ...]:
         """Outbox rows, newest first (`task`: only that task's)."""
-        from ledger.outbox import list_deliveries
         from ledger.records import delivery_from_row
+        from ledger.redelivery import list_deliveries
 
         with db.read(self.engine) as conn:
             task_id = resolve_row(conn, task, tenant)["task_id"] if task else None
