@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,17 @@ def _optional(module: str, attr: str) -> Any:
         return None
 
 
+def _audit_counts(ledger: Ledger) -> Callable[[], dict[str, int]] | None:
+    if not hasattr(ledger, "audit"):
+        return None
+
+    def counts() -> dict[str, int]:
+        summary = ledger.audit(limit=1).summary()
+        return {str(k): int(v) for k, v in summary.get("by_code", {}).items()}
+
+    return counts
+
+
 def build_renderer() -> Any:
     make = _optional("bot.render", "Renderer")
     if make is None:
@@ -122,13 +133,13 @@ def build_app(
     *,
     http: bool = True,
     ledger: Ledger | None = None,
-    extra_transports: list[Transport] | None = None,
+    extra_transports: Sequence[Transport] = (),
     console: bool = False,
 ) -> App:
     """Build (do not start) the process: `http=False` is `tasktrail worker`."""
     if ledger is None:
         ledger = Ledger.connect(settings.database_url, settings.ledger, actor="serve")
-    metrics = Metrics(ledger.engine)
+    metrics = Metrics(ledger.engine, audit=_audit_counts(ledger))
     renderer = build_renderer()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -145,7 +156,7 @@ def build_app(
         transport = getattr(adapter, "transport", None) if adapter is not None else None
         if transport is not None:
             raw.append(transport)
-    raw.extend(extra_transports or ())
+    raw.extend(extra_transports)
     if console or not raw:
         console_cls = _optional("ledger.transports", "ConsoleTransport")
         if console_cls is not None:
@@ -176,7 +187,9 @@ def build_app(
     scheduler = None
     make_scheduler = _optional("bot.scheduler", "build_scheduler")
     if make_scheduler is not None:
-        scheduler = make_scheduler(settings, ledger, worker_id=worker_id)
+        scheduler = make_scheduler(
+            settings, ledger, worker_id=worker_id, extra_jobs=_extra_jobs(settings, ledger)
+        )
 
     app = App(
         settings=settings,
@@ -193,11 +206,25 @@ def build_app(
         worker_id=worker_id,
     )
     services.health_extras.append(lambda: _component_health(app))
-    if settings.openclaw_state_dir:
-        watch = _optional("ledger.openclaw", "openclaw_watch_job")
-        if watch is not None:
-            app.background.append(_openclaw_loop(watch, settings, ledger))
     return app
+
+
+def _extra_jobs(settings: Settings, ledger: Ledger) -> list[Any]:
+    """Periodic work besides the auditor's core jobs: the OpenClaw mirror when configured."""
+    jobs: list[Any] = []
+    state_dir = settings.openclaw_state_dir
+    if state_dir:
+        watch = _optional("ledger.importers.openclaw", "openclaw_watch_job")
+        job_cls = _optional("bot.scheduler", "ScheduledJob")
+        if watch is not None and job_cls is not None:
+            jobs.append(
+                job_cls(
+                    "openclaw_watch",
+                    lambda: watch(ledger, state_dir),
+                    settings.ledger.reconcile_interval,
+                )
+            )
+    return jobs
 
 
 def _component_health(app: App) -> dict[str, Any]:
@@ -210,24 +237,6 @@ def _component_health(app: App) -> dict[str, Any]:
             "scheduler": app.scheduler is not None,
         }
     }
-
-
-def _openclaw_loop(
-    watch: Callable[..., Any], settings: Settings, ledger: Ledger
-) -> Callable[[asyncio.Event], Any]:
-    async def loop(stop: asyncio.Event) -> None:
-        interval = settings.ledger.reconcile_interval.total_seconds()
-        while not stop.is_set():
-            try:
-                result = watch(ledger, settings.openclaw_state_dir)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("OpenClaw mirror pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-
-    return loop
 
 
 async def _maybe_await(value: Any) -> None:
@@ -336,7 +345,7 @@ async def _drain(
     worker_stop.set()
     if app.scheduler is not None:
         with contextlib.suppress(Exception):
-            await _maybe_await(app.scheduler.shutdown())
+            await asyncio.to_thread(app.scheduler.shutdown)
     for adapter in (app.slack, app.discord):
         if adapter is not None:
             with contextlib.suppress(Exception):

@@ -86,6 +86,7 @@ class DemoProducers:
         self.ledger = ledger
         self.rng = random.Random(seed)
         self.counter = 0
+        self._working: set[asyncio.Task[None]] = set()
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -154,7 +155,9 @@ class DemoProducers:
                 notify=notify,
             )
             if task is not None:
-                asyncio.create_task(self._work(task.task_id, stop))
+                job = asyncio.create_task(self._work(task.task_id, stop))
+                self._working.add(job)
+                job.add_done_callback(self._working.discard)
 
     async def _work(self, task_id: str, stop: asyncio.Event) -> None:
         steps = self.rng.randint(2, 4)

@@ -24,12 +24,11 @@ from bot.settings import Settings
 from ledger import Ledger
 from ledger.exceptions import LedgerError
 from ledger.schema import deliveries_table, state_table
-from ledger.timeutil import parse_iso
 
 #: Largest request body accepted (a 5,000-character label and a 100,000-character brief fit).
 MAX_BODY = 1024 * 1024
-#: ledger_state keys where the scheduled auditor records when its last pass finished.
-AUDITOR_PASS_KEYS = ("auditor:last_pass", "auditor:last_pass_at", "audit:last_pass")
+#: Prefix of the ledger_state keys where the scheduled auditor records each completed pass.
+AUDITOR_KEY_PREFIX = "auditor:"
 
 
 @dataclass
@@ -233,17 +232,12 @@ def _health(services: Services) -> dict[str, Any]:
                 d.status.in_(("pending", "retrying")), d.next_attempt_at <= now
             )
         ).scalar_one()
-        rows = dict(
-            conn.execute(
-                select(state_table.c.key, state_table.c.updated_at).where(
-                    state_table.c.key.in_(AUDITOR_PASS_KEYS)
-                )
-            ).all()
-        )
+        last_pass = conn.execute(
+            select(func.max(state_table.c.updated_at)).where(
+                state_table.c.key.startswith(AUDITOR_KEY_PREFIX, autoescape=True)
+            )
+        ).scalar()
         conn.rollback()
-    last_pass = max(rows.values()) if rows else None
-    if last_pass is not None and isinstance(last_pass, str):
-        last_pass = parse_iso(last_pass)
     return {
         "status": "ok",
         "database": "ok",

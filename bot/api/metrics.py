@@ -8,7 +8,6 @@ in-process.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,19 +19,27 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from ledger import db
-from ledger.schema import deliveries_table, state_table, tasks_table
+from ledger.schema import deliveries_table, tasks_table
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-#: ledger_state keys where an auditor pass leaves its summary (first one found wins).
-AUDIT_STATE_KEYS = ("auditor:last_summary", "audit:last_summary", "auditor:last_pass")
+#: Seconds the audit findings gauge is cached (an audit pass reads the whole ledger's index).
+AUDIT_TTL = 30.0
 
 
 class LedgerCollector(Collector):
     """Tasks by status and runtime, deliveries by status, audit findings by code."""
 
-    def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        audit: Callable[[], dict[str, int]] | None = None,
+        ttl: float = 5.0,
+    ) -> None:
         self.engine = engine
+        self.audit = audit
         self.ttl = ttl
+        self._audit_at = -AUDIT_TTL
+        self._by_code: dict[str, int] = {}
         self._lock = threading.Lock()
         self._cached_at = 0.0
         self._cache: list[Metric] = []
@@ -68,45 +75,20 @@ class LedgerCollector(Collector):
                 tasks.add_metric([status, runtime], count)
             for status, count in conn.execute(select(d.status, func.count()).group_by(d.status)):
                 deliveries.add_metric([status], count)
-            rows = dict(
-                conn.execute(
-                    select(state_table.c.key, state_table.c.value).where(
-                        state_table.c.key.in_(AUDIT_STATE_KEYS)
-                    )
-                ).all()
-            )
-        for key in AUDIT_STATE_KEYS:
-            by_code = _findings_by_code(rows.get(key))
-            if by_code is not None:
-                for code, count in sorted(by_code.items()):
-                    findings.add_metric([code], count)
-                break
+        if self.audit is not None and time.monotonic() - self._audit_at > AUDIT_TTL:
+            self._by_code = self.audit()
+            self._audit_at = time.monotonic()
+        for code, count in sorted(self._by_code.items()):
+            findings.add_metric([code], count)
         return [tasks, deliveries, findings]
-
-
-def _findings_by_code(raw: str | None) -> dict[str, int] | None:
-    if not raw:
-        return None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    for key in ("by_code", "codes"):
-        value = doc.get(key)
-        if isinstance(value, dict):
-            return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float)}
-    summary = doc.get("summary")
-    if isinstance(summary, dict):
-        return _findings_by_code(json.dumps(summary))
-    return None
 
 
 class Metrics:
     """The registry of one process plus the in-process instruments."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(
+        self, engine: Engine | None = None, audit: Callable[[], dict[str, int]] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.request_latency = Histogram(
             "tasktrail_http_request_duration_seconds",
@@ -135,7 +117,7 @@ class Metrics:
             registry=self.registry,
         )
         if engine is not None:
-            self.registry.register(LedgerCollector(engine))
+            self.registry.register(LedgerCollector(engine, audit))
 
     def record_delivery(
         self, platform: str, outcome: str, seconds: float | None = None, *, permanent: bool = False

@@ -3,8 +3,7 @@ so another tenant's task answers exactly like a missing one (404)."""
 
 from __future__ import annotations
 
-import inspect
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -202,70 +201,54 @@ def set_notify(ref: str, body: NotifyRequest, tenant: Tenant, ledger: LedgerDep)
     return _task_doc(task)
 
 
-def _accepts(func: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _as_json(value: Any) -> Any:
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    return value
-
-
 @router.get("/audit")
-def audit(tenant: Tenant, ledger: LedgerDep) -> Any:
-    """Audit findings for this tenant's tasks."""
-    run = getattr(ledger, "audit", None)
-    if run is None:
-        raise PermissionDenied("audit", why="the auditor is not part of this build")
-    if _accepts(run, "tenant"):
-        report = _as_json(run(tenant=tenant))
-    else:  # pragma: no cover - depends on the auditor's API
-        report = _scope_report(_as_json(run()), ledger, tenant)
-    return {"schema_version": 1, **report} if isinstance(report, dict) else report
+def audit(
+    tenant: Tenant,
+    ledger: LedgerDep,
+    severity: Annotated[Literal["warn", "error"] | None, Query()] = None,
+    code: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+    limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+) -> Any:
+    """Audit findings (SPEC §6) for this tenant's tasks."""
+    report = ledger.audit(tenant=tenant, severity=severity, code=code, limit=limit)
+    return {"schema_version": 1, **report.to_json()}
 
 
 @router.post("/maintenance")
 def maintenance(tenant: Tenant, ledger: LedgerDep, body: MaintenanceRequest | None = None) -> Any:
-    """Maintenance preview (or `apply`) limited to this tenant's tasks."""
-    run = getattr(ledger, "maintenance", None)
-    apply = bool(body and body.apply)
-    if run is None:
-        raise PermissionDenied("run maintenance", why="maintenance is not part of this build")
-    if not _accepts(run, "tenant"):
-        if apply:
-            raise PermissionDenied(
-                "apply maintenance", why="it spans every tenant; run it from the CLI"
+    """Preview maintenance for this tenant's tasks: what `maintenance --apply` would do.
+    Applying it spans every tenant, so it belongs to the operator's CLI (403 here)."""
+    if body is not None and body.apply:
+        raise PermissionDenied("apply maintenance", why="it spans every tenant; use the CLI")
+    report = ledger.maintenance(apply=False).to_json()
+    actions = report.get("actions") or {}
+    mine = _owned_ids(ledger, tenant, {i for ids in actions.values() for i in ids})
+    summary = ledger.audit(tenant=tenant, limit=0).summary()
+    return {
+        "schema_version": 1,
+        "mode": "preview",
+        "actions": {name: [i for i in ids if i in mine] for name, ids in actions.items()},
+        "audit_before": summary,
+        "audit_after": None,
+    }
+
+
+def _owned_ids(ledger: Ledger, tenant: str, ids: set[str]) -> set[str]:
+    from sqlalchemy import select
+
+    from ledger import db
+    from ledger.schema import tasks_table
+
+    owned: set[str] = set()
+    pending = sorted(ids)
+    with db.read(ledger.engine) as conn:
+        for start in range(0, len(pending), 500):
+            chunk = pending[start : start + 500]
+            owned.update(
+                conn.execute(
+                    select(tasks_table.c.task_id).where(
+                        tasks_table.c.task_id.in_(chunk), tasks_table.c.tenant == tenant
+                    )
+                ).scalars()
             )
-        report = _scope_report(_as_json(run(apply=False)), ledger, tenant)
-    else:
-        report = _as_json(run(apply=apply, tenant=tenant))
-    return {"schema_version": 1, **report} if isinstance(report, dict) else report
-
-
-def _scope_report(report: Any, ledger: Ledger, tenant: str) -> Any:
-    """Drop findings about other tenants' tasks from a ledger-wide report."""
-    if not isinstance(report, dict):
-        return report
-    findings = report.get("findings")
-    if isinstance(findings, list):
-        ids = {f.get("task_id") for f in findings if isinstance(f, dict) and f.get("task_id")}
-        mine = {i for i in ids if _owned(ledger, str(i), tenant)}
-        report = {
-            **report,
-            "findings": [
-                f for f in findings if not isinstance(f, dict) or f.get("task_id") in mine
-            ],
-        }
-    return report
-
-
-def _owned(ledger: Ledger, task_id: str, tenant: str) -> bool:
-    try:
-        ledger.get(task_id, tenant=tenant)
-    except Exception:
-        return False
-    return True
+    return owned

@@ -64,7 +64,7 @@ def serve_cmd(obj: Context, host: str | None, port: int | None, demo: bool) -> N
 
         settings = demo_settings(settings)
     obj._settings = settings  # the ledger below uses the (demo) settings
-    extra = []
+    extra: list[Any] = []
     if demo:
         from bot.demo import DeletedChannelTransport
 
