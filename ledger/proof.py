@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
 from ledger import db
 from ledger.config import LedgerConfig
@@ -43,6 +43,8 @@ from ledger.transitions import bump
 A = artifacts_table.c
 T = tasks_table.c
 _CAS_ATTEMPTS = 50
+#: Tasks whose outcomes are recorded per write transaction (short write-lock holds).
+_RECORD_BATCH = 50
 #: Statuses whose artifacts are no longer checked on a schedule (`proof check` still can).
 _GIVEN_UP = (Status.FAILED.value, Status.TIMED_OUT.value, Status.CANCELLED.value)
 
@@ -61,6 +63,7 @@ class ProofPass:
 class _Due:
     artifact_id: int
     task_id: str
+    created_at: datetime
     request: CheckRequest
 
 
@@ -77,7 +80,10 @@ def check_task(
     with its artifacts."""
     with db.read(engine) as conn:
         task_id = str(resolve_row(conn, ref, tenant)["task_id"])
-        due = _load(conn, select(*_COLUMNS).where(A.task_id == task_id, A.proof.is_not(None)))
+        rows = conn.execute(
+            select(*_COLUMNS).where(A.task_id == task_id, A.proof.is_not(None)).order_by(A.id)
+        ).mappings()
+        due = [_due(row) for row in rows]
     _check_and_record(engine, config, due, now=now, actor=actor)
     with db.read(engine) as conn:
         return get_task(conn, task_id, details=True)
@@ -103,21 +109,17 @@ def run_due_checks(
     )
 
 
-_COLUMNS = (A.id, A.task_id, A.kind, A.value, A.proof)
+_COLUMNS = (A.id, A.task_id, A.kind, A.value, A.proof, A.created_at)
 
 
-def _load(conn: Connection, query: Any) -> list[_Due]:
-    due: list[_Due] = []
-    for row in conn.execute(query.order_by(A.id)).mappings():
-        proof = json.loads(row["proof"]) if row["proof"] else {}
-        due.append(
-            _Due(
-                row["id"],
-                row["task_id"],
-                CheckRequest(row["kind"], row["value"], proof if isinstance(proof, dict) else {}),
-            )
-        )
-    return due
+def _due(row: Mapping[Any, Any]) -> _Due:
+    proof = json.loads(row["proof"]) if row["proof"] else {}
+    return _Due(
+        row["id"],
+        row["task_id"],
+        row["created_at"],
+        CheckRequest(row["kind"], row["value"], proof if isinstance(proof, dict) else {}),
+    )
 
 
 def _claim_lease(config: LedgerConfig) -> timedelta:
@@ -126,11 +128,13 @@ def _claim_lease(config: LedgerConfig) -> timedelta:
 
 
 def _claim_due(engine: Engine, config: LedgerConfig, *, now: datetime, limit: int) -> list[_Due]:
+    """Claim up to `limit` due artifacts: their `next_check_at` moves past the time a check
+    can take, so no other pass takes them meanwhile (rows are locked while claiming:
+    `FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite)."""
     lease = _claim_lease(config)
-    claimed: list[_Due] = []
     with db.write(engine) as conn:
-        rows = conn.execute(
-            select(*_COLUMNS, A.next_check_at, T.status)
+        query = (
+            select(*_COLUMNS, T.status)
             .join(tasks_table, T.task_id == A.task_id)
             .where(
                 A.next_check_at.is_not(None),
@@ -143,23 +147,23 @@ def _claim_due(engine: Engine, config: LedgerConfig, *, now: datetime, limit: in
                     & (A.next_check_at > now + lease),
                 ),
             )
-            .order_by(A.next_check_at)
+            .order_by(A.next_check_at, A.id)
             .limit(max(1, limit))
-        ).mappings()
-        for row in list(rows):
-            if row["status"] in _GIVEN_UP or not row["proof"]:
-                conn.execute(
-                    update(artifacts_table).where(A.id == row["id"]).values(next_check_at=None)
-                )
-                continue
-            won = conn.execute(
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=artifacts_table, skip_locked=True)
+        rows = conn.execute(query).mappings().all()
+        stop = [r["id"] for r in rows if r["status"] in _GIVEN_UP or not r["proof"]]
+        take = [r for r in rows if r["status"] not in _GIVEN_UP and r["proof"]]
+        if stop:
+            conn.execute(update(artifacts_table).where(A.id.in_(stop)).values(next_check_at=None))
+        if take:
+            conn.execute(
                 update(artifacts_table)
-                .where(A.id == row["id"], A.next_check_at == row["next_check_at"])
+                .where(A.id.in_([r["id"] for r in take]))
                 .values(next_check_at=now + lease)
-            ).rowcount
-            if won == 1:
-                claimed.extend(_load(conn, select(*_COLUMNS).where(A.id == row["id"])))
-    return claimed
+            )
+    return [_due(row) for row in take]
 
 
 def _check_and_record(
@@ -170,50 +174,75 @@ def _check_and_record(
     now: datetime,
     actor: str | None,
 ) -> list[CheckResult]:
+    """Run the checks (no transaction open), then record them a batch of tasks per write
+    transaction."""
     if not due:
         return []
     results = run_checks([d.request for d in due], CheckLimits.from_config(config), now)
-    by_task: dict[str, list[tuple[int, CheckResult]]] = defaultdict(list)
+    by_task: dict[str, list[tuple[_Due, CheckResult]]] = defaultdict(list)
     for item, result in zip(due, results, strict=True):
-        by_task[item.task_id].append((item.artifact_id, result))
-    for task_id, outcomes in by_task.items():
-        record_outcomes(engine, config, task_id, outcomes, now=now, actor=actor)
+        by_task[item.task_id].append((item, result))
+    task_ids = list(by_task)
+    for start in range(0, len(task_ids), _RECORD_BATCH):
+        batch = task_ids[start : start + _RECORD_BATCH]
+        with db.write(engine) as conn:
+            record_outcomes(conn, config, {t: by_task[t] for t in batch}, now=now, actor=actor)
     return results
 
 
 def record_outcomes(
-    engine: Engine,
+    conn: Connection,
     config: LedgerConfig,
-    task_id: str,
-    outcomes: Sequence[tuple[int, CheckResult]],
+    outcomes: Mapping[str, Sequence[tuple[_Due, CheckResult]]],
     *,
     now: datetime,
     actor: str | None,
 ) -> None:
-    """Store each check's outcome on its artifact and settle the task's proof status, in
-    one write transaction."""
-    with db.write(engine) as conn:
-        task = fetch_row(conn, task_id)
-        if task is None:  # pruned while we checked
-            return
-        for artifact_id, result in outcomes:
-            created_at = conn.execute(
-                select(A.created_at).where(A.id == artifact_id)
-            ).scalar_one_or_none()
-            if created_at is None:
-                continue
-            status, next_check_at = verdict(result, created_at, task, config, now)
-            conn.execute(
-                update(artifacts_table)
-                .where(A.id == artifact_id)
-                .values(
-                    proof_status=status,
-                    checked_at=now,
-                    detail=result.detail,
-                    next_check_at=next_check_at,
-                )
+    """Store each check's outcome on its artifact and settle each task's proof status, in
+    the caller's write transaction: one read of the tasks, one batched artifact update, one
+    read of their artifacts, then a compare-and-set per task whose summary changed."""
+    tasks = {
+        row["task_id"]: dict(row)
+        for row in conn.execute(select(tasks_table).where(T.task_id.in_(list(outcomes)))).mappings()
+    }  # a task pruned while we checked is simply missing
+    params: list[dict[str, Any]] = []
+    for task_id, items in outcomes.items():
+        task = tasks.get(task_id)
+        if task is None:
+            continue
+        for due, result in items:
+            status, next_check_at = verdict(result, due.created_at, task, config, now)
+            params.append(
+                {
+                    "b_id": due.artifact_id,
+                    "b_status": status,
+                    "b_checked": now,
+                    "b_detail": result.detail,
+                    "b_next": next_check_at,
+                }
             )
-        settle(conn, config, task, now=now, actor=actor)
+    if not params:
+        return
+    conn.execute(
+        update(artifacts_table)
+        .where(A.id == bindparam("b_id"))
+        .values(
+            proof_status=bindparam("b_status"),
+            checked_at=bindparam("b_checked"),
+            detail=bindparam("b_detail"),
+            next_check_at=bindparam("b_next"),
+        ),
+        params,
+    )
+    checks: dict[str, list[Any]] = defaultdict(list)
+    for row in conn.execute(
+        select(A.task_id, A.kind, A.value, A.proof_status, A.next_check_at, A.detail)
+        .where(A.task_id.in_(list(tasks)), A.proof.is_not(None))
+        .order_by(A.id)
+    ):
+        checks[row.task_id].append(row)
+    for task_id, task in tasks.items():
+        settle(conn, config, task, now=now, actor=actor, checks=checks[task_id])
 
 
 def verdict(
@@ -247,16 +276,27 @@ def _backoff(elapsed: timedelta, config: LedgerConfig) -> timedelta:
 
 def summarize(conn: Connection, task_id: str) -> str | None:
     """The task's proof status from its artifacts' checks (None: nothing to check)."""
-    rows = conn.execute(
-        select(A.proof_status, A.next_check_at).where(A.task_id == task_id, A.proof.is_not(None))
-    ).all()
-    if not rows:
+    return summary_of(_checks(conn, task_id))
+
+
+def summary_of(checks: Sequence[Any]) -> str | None:
+    if not checks:
         return None
-    if all(r.proof_status == ProofStatus.VERIFIED for r in rows):
+    if all(r.proof_status == ProofStatus.VERIFIED for r in checks):
         return ProofStatus.VERIFIED.value
-    if any(r.proof_status == ProofStatus.FAILED and r.next_check_at is None for r in rows):
+    if any(r.proof_status == ProofStatus.FAILED and r.next_check_at is None for r in checks):
         return ProofStatus.FAILED.value
     return ProofStatus.UNCHECKED.value
+
+
+def _checks(conn: Connection, task_id: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(A.task_id, A.kind, A.value, A.proof_status, A.next_check_at, A.detail)
+            .where(A.task_id == task_id, A.proof.is_not(None))
+            .order_by(A.id)
+        )
+    )
 
 
 def settle(
@@ -266,18 +306,19 @@ def settle(
     *,
     now: datetime,
     actor: str | None,
+    checks: Sequence[Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Bring the task's `proof_status` in line with its artifacts (compare-and-set, with a
-    `proof_checked` event), and queue the follow-up notice when a success became proven or
-    its proof failed. Returns the new row, or None when nothing changed."""
+    """Bring the task's `proof_status` in line with its artifacts' checks (compare-and-set,
+    with a `proof_checked` event), and queue the follow-up notice when a success became
+    proven or its proof failed. Returns the new row, or None when nothing changed."""
+    if checks is None:
+        checks = _checks(conn, task["task_id"])
+    new = summary_of(checks)
     row: dict[str, Any] | None = dict(task)
     for _ in range(_CAS_ATTEMPTS):
-        assert row is not None
-        new = summarize(conn, row["task_id"])
-        old = row["proof_status"]
-        if new is None or new == old:
+        if row is None or new is None or new == row["proof_status"]:
             return None
-        detail = proof_detail(conn, row["task_id"], new)
+        detail = proof_detail(checks, new)
         changed = bump(
             conn,
             row,
@@ -291,19 +332,13 @@ def settle(
             if changed["status"] == Status.SUCCEEDED and new != ProofStatus.UNCHECKED:
                 enqueue_proof_notice(conn, config, changed, detail, now=now)
             return changed
-        row = fetch_row(conn, row["task_id"])
-        if row is None:
-            return None
+        row = fetch_row(conn, task["task_id"])
     return None
 
 
-def proof_detail(conn: Connection, task_id: str, status: str, limit: int = 300) -> str:
+def proof_detail(checks: Sequence[Any], status: str, limit: int = 300) -> str:
     """One line about the checks: every check when proven, the failing ones otherwise."""
-    rows = conn.execute(
-        select(A.kind, A.value, A.proof_status, A.detail)
-        .where(A.task_id == task_id, A.proof.is_not(None))
-        .order_by(A.id)
-    ).all()
+    rows = list(checks)
     if status != ProofStatus.VERIFIED:
         rows = [r for r in rows if r.proof_status != ProofStatus.VERIFIED] or rows
     text = "; ".join(f"{r.kind} {_short(r.value, 60)}: {r.detail or r.proof_status}" for r in rows)

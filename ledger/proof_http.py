@@ -36,6 +36,7 @@ from ledger.proof_checks import (
 )
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class Denied(Exception):
@@ -93,6 +94,8 @@ class DenyList:
                 candidates.append(address.ipv4_mapped)
             if address.sixtofour is not None:
                 candidates.append(address.sixtofour)
+            if address in _NAT64:  # 64:ff9b::a9fe:a9fe reaches 169.254.169.254
+                candidates.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         return any(
             c in net for c in candidates for net in self.networks if c.version == net.version
         )

@@ -245,11 +245,15 @@ def test_the_default_entry_keeps_the_built_in_deny_list_when_adding_to_it(
         CheckRequest("url", second_site.url("/"), {}),
         CheckRequest("url", "http://[fe80::1]/", {}),
         CheckRequest("url", "http://[::ffff:169.254.169.254]/", {}),
+        CheckRequest("url", "http://[64:ff9b::a9fe:a9fe]/", {}),
+        CheckRequest("url", "http://2852039166/", {}),  # 169.254.169.254 as one number
     ]
     results = run_checks(requests, limits, datetime.now(UTC))
     assert [r.detail.split(" is ")[0] for r in results] == [
         "denied: 127.0.0.2",
         "denied: fe80::1",
         "denied: ::ffff:169.254.169.254",
+        "denied: 64:ff9b::a9fe:a9fe",
+        "denied: 2852039166 (169.254.169.254)",
     ]
     assert second_site.hits["/"] == 0
