@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ledger.address import Address
 from ledger.exceptions import DeliveryError
@@ -323,7 +324,7 @@ def crash_scenario(
             ) as proc:
                 assert proc.stdout is not None
                 proc.stdout.readline()  # "ready": connected, about to deliver
-                time.sleep(rng.uniform(0.02, 0.8))
+                _wait_for_deliveries(record, rng, completions)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
             after_kills.append(len(load_records(record)))
@@ -350,6 +351,19 @@ def crash_scenario(
     return CrashReport(
         completions, kills, shown, undelivered, tuple(after_kills), posted_unrecorded
     )
+
+
+def _wait_for_deliveries(record: Path, rng: Any, completions: int) -> None:
+    """Let the worker show a random number of further notices (at least one), then a random
+    sliver of time more: the kill lands while it is delivering, not while it starts up."""
+    shown = len(load_records(record))
+    if shown >= completions:
+        return
+    target = shown + rng.randint(1, max(1, (completions - shown) // 3))
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and len(load_records(record)) < target:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.02))
 
 
 def _posted_unrecorded(db_url: str, record: Path) -> int:
