@@ -25,7 +25,7 @@ def run(db_url: str, *args: str, check: int | None = 0) -> subprocess.CompletedP
         stdin=subprocess.DEVNULL,
     )
     if check is not None:
-        assert result.returncode == check, (result.stdout, result.stderr)
+        assert result.returncode == check, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result
 
 
