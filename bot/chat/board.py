@@ -1,8 +1,10 @@
 """Board data (SPEC §10), once for Slack, Discord and the web board.
 
-Every query is bounded: rows come from one `LIMIT`ed query per (group, status) over the
-`(tenant, status, created_at)` index, merged in Python, and counts stop at `count_cap`
-(shown as "10000+"), so a ledger with a million tasks costs a few small index range scans.
+Every query is bounded: rows come from one `LIMIT`ed query per (group part, scope variant),
+each an index range in `created_at` order (the board indexes in `ledger.schema`: tenant +
+status, + reply_channel, + reply_user, + delivery_status, + proof), merged in Python; counts
+stop at `count_cap` (shown as "10000+"). A ledger with a million tasks costs a few dozen
+small index range scans and never a table scan.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select, true
 
 from bot.chat.permissions import Actor
 from ledger import db
@@ -42,7 +44,8 @@ GROUP_TITLES = {
 DEFAULT_ROWS = 10
 DEFAULT_COUNT_CAP = 10_000
 
-_PROOF_REQUIRED = T.proof_required.is_(True)
+#: `= true` (not `IS true`) so PostgreSQL can use it in an index condition too.
+_PROOF_REQUIRED = T.proof_required == true()
 _UNPROVEN = and_(_PROOF_REQUIRED, or_(T.proof_status.is_(None), T.proof_status != "verified"))
 _DELIVERY_FAILED = T.delivery_status == "failed"
 _DELIVERY_OK = T.delivery_status != "failed"
