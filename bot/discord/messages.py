@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chat.board import Board, BoardGroup, BoardRow
+from bot.chat.board import DEFAULT_COUNT_CAP, Board, BoardGroup, BoardRow
 from bot.render import Renderer
 from ledger.notify import proof_line
 from ledger.records import EventRecord, TaskRecord
@@ -139,7 +139,13 @@ def render_board_page(renderer: Renderer, board: Board, page: int) -> BoardPage:
     description = ""
     for width in (60, 40, 24, 12):  # narrower labels until the page fits one description
         description = renderer.render(
-            "discord", "board.j2", board=board, segments=segments, more=more, width=width
+            "discord",
+            "board.j2",
+            board=board,
+            segments=segments,
+            more=more,
+            width=width,
+            cap=DEFAULT_COUNT_CAP,
         )
         if len(description) <= DESCRIPTION_MAX:
             break
