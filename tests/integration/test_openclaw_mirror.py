@@ -260,3 +260,23 @@ def test_importing_while_openclaw_writes_to_the_source_in_wal_mode(
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(tasks_table.c.origin_ref, tasks_table.c.status)).all()
     assert {ref: status for ref, status in rows} == statuses
+
+
+def test_audit_flags_rows_openclaw_left_running_and_maintenance_leaves_them_running(
+    ledger: Ledger, source: Path
+) -> None:
+    ledger.import_openclaw(source)
+    (newest,) = source_query(
+        source, "SELECT max(last_event_at) FROM task_runs WHERE status = 'running'"
+    )[0]
+    later = ledger.get(one_source_row(source, f"last_event_at = {newest}")[0]).last_event_at
+    now = later + ledger.config.stale_running + timedelta(minutes=1)
+    running = {t.task_id for t in ledger.list(status=["running"], limit=None)}
+
+    report = ledger.audit(now=now, code="stale_running")
+    ledger.maintenance(apply=True, now=now)
+
+    flagged = {f.task_id for f in report.findings}
+    assert flagged == running
+    assert all("openclaw" in f.remedy and not f.fixable for f in report.findings)
+    assert {t.task_id for t in ledger.list(status=["running"], limit=None)} == running
