@@ -181,7 +181,7 @@ def test_nightly_publish_is_unproven_until_the_live_page_is_right_then_notified_
     assert [a.proof_status for a in proven.artifacts] == ["verified"] * 3
     assert board_row_proof(ledger, ref, later) == ("finished", "proven")
     assert unproven_findings(ledger, ref, later) == []
-    assert cli(db_url, "proof", "check", ref).returncode == 0
+    assert ledger.check_proof(ref, now=later + timedelta(minutes=1)).proven is True
     assert ledger.run_due_proof_checks(now=later + timedelta(hours=3)).checked == 0
 
     # Delivery: the completion notice said "unproven"; one follow-up says "proven".
