@@ -314,6 +314,9 @@ class _Importer:
                 values["parent_task_id"] = parents.get(task.parent_ref)
                 if values["parent_task_id"] is None:
                     self.orphans += 1
+            if self.notify and self.since_ms is None:
+                # a first import announces nothing: show OpenClaw's delivery state instead
+                values["delivery_status"] = DELIVERY_MAP[task.detail["delivery_status"]]
             values["origin_detail"] = dump_detail(task.detail)
             rows.append(values)
             events.append(
@@ -336,17 +339,20 @@ class _Importer:
             self._announce_new(conn, rows)
 
     def _announce_new(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """With --notify-from-tasktrail, new tasks that are active, or that ended since the
-        previous pass, get their notices; history found on a first import does not."""
+        """With --notify-from-tasktrail, tasks that appear after the first pass get their
+        notices (started, or terminal when they also ended since the previous pass); what a
+        first import finds is history and OpenClaw has announced it already."""
         from ledger.notify import enqueue_for_transition
 
-        since = None if self.since_ms is None else _ms_to_dt(self.since_ms)
+        if self.since_ms is None:
+            return
+        since = _ms_to_dt(self.since_ms)
         for values in rows:
             status = Status(values["status"])
             if status.is_active:
                 before = dict(values, status=None)
                 kind = EventKind.CREATED.value
-            elif since is not None and values["ended_at"] and values["ended_at"] >= since:
+            elif values["ended_at"] and values["ended_at"] >= since:
                 before = dict(values, status=Status.RUNNING.value)
                 kind = EventKind.FINISHED.value
             else:

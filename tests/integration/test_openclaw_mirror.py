@@ -280,3 +280,32 @@ def test_audit_flags_rows_openclaw_left_running_and_maintenance_leaves_them_runn
     assert flagged == running
     assert all("openclaw" in f.remedy and not f.fixable for f in report.findings)
     assert {t.task_id for t in ledger.list(status=["running"], limit=None)} == running
+
+
+def test_with_notify_from_tasktrail_new_work_is_announced_but_history_is_not(
+    ledger: Ledger, source: Path
+) -> None:
+    tenant = "slack:T0123"
+    first = ledger.import_openclaw(source, tenant=tenant, notify_from_tasktrail=True)
+    assert first.created > 0
+    assert ledger.deliveries(tenant=tenant, limit=None) == ()
+
+    ref, _ = one_source_row(
+        source,
+        "status = 'running' AND task_id IN (SELECT task_id FROM task_delivery_state WHERE "
+        "json_extract(requester_origin_json, '$.channel') = 'slack') "
+        "AND notify_policy != 'silent'",
+    )
+    at = next_event_ms(source)
+    source_write(
+        source,
+        "UPDATE task_runs SET status = 'succeeded', terminal_summary = 'done', ended_at = ?, "
+        "last_event_at = ? WHERE task_id = ?",
+        (at, at, ref),
+    )
+    ledger.import_openclaw(source, tenant=tenant, notify_from_tasktrail=True)
+
+    task = ledger.get(ref, tenant=tenant)
+    notices = ledger.deliveries(tenant=tenant, task=ref, limit=None)
+    assert [(d.kind, d.target) for d in notices] == [("terminal", str(task.reply_to))]
+    assert task.delivery_status == "pending"
