@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TASKTRAIL = str(Path(sys.executable).with_name("tasktrail"))
-_READY = re.compile(r"serving on http://([\d.]+):(\d+)/")
+_READY = re.compile(r"serving on http://([\d.]+):(\d+)/|(worker running)")
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _drain(
         if ready is not None and not found:
             match = _READY.search(line)
             if match:
-                found.append(f"http://{match.group(1)}:{match.group(2)}")
+                found.append(f"http://{match.group(1)}:{match.group(2)}" if match.group(2) else "")
                 ready.set()
     stream.close()  # type: ignore[attr-defined]
 
@@ -90,7 +90,7 @@ def serve(
     for reader in readers:
         reader.start()
     try:
-        if command == "serve":
+        if command in ("serve", "worker"):
             deadline = time.monotonic() + 30
             while not ready.wait(0.1):
                 if proc.poll() is not None or time.monotonic() > deadline:
