@@ -230,3 +230,24 @@ def test_refresh_redraws_the_board_with_its_filter(slack_env: SlackEnv) -> None:
     assert "fresh-task" in all_text(again)
     assert again["blocks"][0]["block_id"] == "tt_board:running"
     assert json.loads(json.dumps(again))["replace_original"] is True
+
+
+def test_menu_actions_on_the_app_home_open_a_modal_and_republish_the_home(
+    slack_env: SlackEnv,
+) -> None:
+    from tests.fakes.slack_payloads import app_home_opened_event_body
+
+    task_id = _make(slack_env, "home-row")
+    slack_env.post(app_home_opened_event_body(user_id="U0ALICE"))
+    home = slack_env.fake.wait_until_sync(lambda: slack_env.fake.home_view("U0ALICE"))
+    slack_env.action(
+        "tt_row",
+        selected_option={"text": {"type": "plain_text", "text": "x"}, "value": f"show:{task_id}"},
+        view=home,
+    )
+    modal = slack_env.fake.wait_until_sync(lambda: slack_env.fake.opened_views or None)
+    assert task_id in all_text(modal[0])
+    slack_env.action("tt_notify", value=f"silent:{task_id}", view=home)
+    slack_env.fake.wait_for_calls_sync("views.publish", 2)
+    assert slack_env.ledger.get(task_id).notify_policy == "silent"
+    assert not slack_env.fake.violations
