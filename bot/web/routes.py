@@ -203,7 +203,7 @@ def _board_context(services: Services, tenant: str, filters: dict[str, str]) -> 
                 "total": len(rows) if page.next_cursor is None else f"{len(rows)}+",
             }
         ]
-        return {"counts": board.counts, "groups": groups, "generated_at": isoformat(now)}
+        return {"counts": board.counts, "groups": groups, "generated_at": _stamp(now)}
     board = build_board(
         ledger,
         tenant=tenant,
@@ -224,7 +224,11 @@ def _board_context(services: Services, tenant: str, filters: dict[str, str]) -> 
         }
         for g in board.groups
     ]
-    return {"counts": board.counts, "groups": groups, "generated_at": isoformat(now)}
+    return {"counts": board.counts, "groups": groups, "generated_at": _stamp(now)}
+
+
+def _stamp(now: Any) -> str:
+    return f"{now:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _board_row(row: Any) -> dict[str, Any]:
@@ -309,5 +313,5 @@ def _task_context(services: Services, tenant: str, ref: str) -> dict[str, Any]:
         "events": [e.to_json() for e in events],
         "artifacts": doc["artifacts"],
         "deliveries": doc["deliveries"],
-        "generated_at": isoformat(ledger.clock()),
+        "generated_at": _stamp(ledger.clock()),
     }
