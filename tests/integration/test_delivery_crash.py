@@ -16,7 +16,7 @@ import pytest
 from ledger import Ledger
 from ledger.testing import crash_scenario
 
-RUNS = int(os.environ.get("TASKTRAIL_CRASH_RUNS", "3"))
+RUNS = int(os.environ.get("TASKTRAIL_CRASH_RUNS", "2"))
 COMPLETIONS = int(os.environ.get("TASKTRAIL_CRASH_COMPLETIONS", "150"))
 
 
