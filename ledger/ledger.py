@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ledger.audit import AuditReport
-    from ledger.importers.openclaw import ImportReport
+    from ledger.importers.report import ImportReport
     from ledger.maintenance import MaintenanceReport
     from ledger.proof import ProofPass
     from ledger.reconcile import ReconcileReport

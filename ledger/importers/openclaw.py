@@ -17,18 +17,15 @@ Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 
 from ledger import db
 from ledger.config import LedgerConfig
@@ -46,10 +43,17 @@ from ledger.importers.openclaw_source import (
     map_row,
     resolve_openclaw_db,
 )
+from ledger.importers.report import (
+    ImportReport,
+    SkippedRow,
+    Tally,
+    load_watermark,
+    store_watermark,
+    watermark_key,
+)
 from ledger.lookup import fetch_row
 from ledger.schema import events_table, state_table, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
-from ledger.timeutil import isoformat
 from ledger.transitions import bump, record_refusal, transition
 
 if TYPE_CHECKING:
@@ -85,98 +89,6 @@ _SYNCED = (
 )
 #: Fields copied only when OpenClaw has a value (tasktrail may have stamped its own).
 _SYNCED_WHEN_SET = ("started_at", "ended_at", "cleanup_after", "reply_to", "parent_task_id")
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedRow:
-    openclaw_task_id: str | None
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"openclaw_task_id": self.openclaw_task_id, "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What one import pass did. `by_status`/`by_runtime` count the OpenClaw rows read and
-    accepted in this pass, by their OpenClaw status and runtime."""
-
-    source: str
-    tenant: str
-    notify_from_tasktrail: bool
-    rows_read: int
-    created: int
-    updated: int
-    unchanged: int
-    refused: int
-    skipped: int
-    by_status: Mapping[str, int] = field(default_factory=dict)
-    by_runtime: Mapping[str, int] = field(default_factory=dict)
-    skipped_rows: tuple[SkippedRow, ...] = ()
-    watermark: datetime | None = None
-    elapsed_seconds: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        """Rows per second over the pass."""
-        return self.rows_read / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "tenant": self.tenant,
-            "notify_from_tasktrail": self.notify_from_tasktrail,
-            "rows_read": self.rows_read,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "refused": self.refused,
-            "skipped": self.skipped,
-            "by_status": dict(sorted(self.by_status.items())),
-            "by_runtime": dict(sorted(self.by_runtime.items())),
-            "skipped_rows": [s.to_json() for s in self.skipped_rows],
-            "watermark": isoformat(self.watermark),
-            "elapsed_seconds": round(self.elapsed_seconds, 3),
-        }
-
-
-@dataclass(slots=True)
-class _Tally:
-    rows_read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    refused: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_runtime: Counter[str] = field(default_factory=Counter)
-    skipped: list[SkippedRow] = field(default_factory=list)
-
-
-def watermark_key(tenant: str, path: Path) -> str:
-    digest = hashlib.sha256(f"{tenant}\0{path}".encode()).hexdigest()[:24]
-    return f"openclaw:watermark:{digest}"
-
-
-def _load_watermark(engine: Engine, key: str) -> int | None:
-    with db.read(engine) as conn:
-        value = conn.execute(select(S.value).where(S.key == key)).scalar()
-    if value is None:
-        return None
-    try:
-        return int(json.loads(value)["last_event_at_ms"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _store_watermark(
-    conn: Connection, key: str, ms: int, *, path: Path, tenant: str, now: datetime
-) -> None:
-    value = json.dumps({"last_event_at_ms": ms, "source": str(path), "tenant": tenant})
-    done = conn.execute(
-        update(state_table).where(S.key == key).values(value=value, updated_at=now)
-    ).rowcount
-    if not done:
-        conn.execute(insert(state_table), {"key": key, "value": value, "updated_at": now})
 
 
 def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
@@ -229,7 +141,7 @@ class _Importer:
         now: datetime,
         since_ms: int | None,
         key: str,
-        tally: _Tally,
+        tally: Tally,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -280,7 +192,7 @@ class _Importer:
                 self.tally.by_status[task.source_status] += 1
                 self.tally.by_runtime[task.source_runtime] += 1
             if last_ms is not None:
-                _store_watermark(
+                store_watermark(
                     conn, self.key, last_ms, path=self.path, tenant=self.tenant, now=self.now
                 )
 
@@ -521,9 +433,9 @@ def import_openclaw(
     started = time.perf_counter()
     with OpenClawSource(path) as source:
         key = watermark_key(tenant, source.path)
-        watermark = _load_watermark(engine, key)
+        watermark = load_watermark(engine, key)
         since = None if watermark is None else watermark - OVERLAP_MS
-        tally = _Tally()
+        tally = Tally()
         importer = _Importer(
             engine,
             config,
