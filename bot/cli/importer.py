@@ -72,6 +72,7 @@ def openclaw_cmd(
 
     Importing again is incremental and changes nothing when OpenClaw did not change.
     """
+    from ledger.exceptions import LedgerError
     from ledger.importers import resolve_openclaw_db
 
     if state_dir and openclaw_db:
@@ -101,7 +102,15 @@ def openclaw_cmd(
     try:
         first = True
         while not stop.is_set():
-            report = one_pass()
+            try:
+                report = one_pass()
+            except LedgerError as error:
+                if first:
+                    raise
+                # a busy ledger or a source being replaced: the next pass catches up
+                click.echo(f"warning: {error}", err=True)
+                stop.wait(interval)
+                continue
             if as_json:
                 line = {"schema_version": 1, "import": report.to_json()}
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
