@@ -126,7 +126,6 @@ class DeliveryWorker:
         self._wake.set()
 
     async def _pause(self, stop_event: asyncio.Event, seconds: float) -> None:
-        self._wake.clear()
         waiters = [
             asyncio.ensure_future(stop_event.wait()),
             asyncio.ensure_future(self._wake.wait()),
@@ -136,6 +135,7 @@ class DeliveryWorker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+            self._wake.clear()
 
     # -- one pass ------------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ class DeliveryWorker:
             posted = None
             if transport is not None:
                 try:
-                    posted = await transport.find_posted(row["idempotency_key"], destination)
+                    posted = await self._find_posted(transport, row, destination)
                 except DeliveryError:
                     posted = None
             if posted is None:
@@ -337,7 +337,7 @@ class DeliveryWorker:
                     )
                 posted = None
                 if row["prior_attempts"] > 0:
-                    posted = await transport.find_posted(row["idempotency_key"], destination)
+                    posted = await self._find_posted(transport, row, destination)
                     if posted is not None:
                         result.recovered += 1
                 if posted is None:
@@ -427,6 +427,19 @@ class DeliveryWorker:
         return won
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _find_posted(
+        self, transport: Transport, row: Mapping[str, Any], destination: Address
+    ) -> PostedMessage | None:
+        """Was this notice already shown at `destination` — or, had it gone out in a digest,
+        at that channel's top level?"""
+        key = row["idempotency_key"]
+        posted = await transport.find_posted(key, destination)
+        if posted is None and (destination.thread or destination.user):
+            top = Address(destination.platform, destination.workspace, destination.channel)
+            if row["route"] != "dm":
+                posted = await transport.find_posted(key, top)
+        return posted
 
     def _notice(self, row: Mapping[str, Any], route: str, destination: Address) -> Notice:
         import json

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.address import Address
+from ledger.address import Address, parse_address
 from ledger.exceptions import DeliveryError
 from ledger.transports import Notice, PostedMessage
 
@@ -110,7 +110,10 @@ class RecordingTransport:
     async def find_posted(self, idempotency_key: str, where: Address) -> PostedMessage | None:
         self.find_calls.append((idempotency_key, str(where)))
         for record in self.records():
-            if idempotency_key in record.keys and record.channel_key == where.channel_key:
+            if idempotency_key not in record.keys or record.channel_key != where.channel_key:
+                continue
+            # Like Slack's lookup: a thread is searched, not the whole channel.
+            if parse_address(record.where, "where").thread == where.thread:
                 return PostedMessage(record.message_id, where.channel, where.thread)
         return None
 

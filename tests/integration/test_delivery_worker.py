@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from ledger import Ledger, LedgerConfig, Status
+from ledger.address import parse_address
 from ledger.db import write
 from ledger.delivery import DeliveryWorker, PassResult, backoff
 from ledger.exceptions import DeliveryError
@@ -336,13 +337,25 @@ def test_an_expired_claim_never_posted_is_sent_once(ledger: Ledger) -> None:
     claim_as_dead_worker(ledger, task_id, T0 + timedelta(seconds=30))
     result = deliver(worker(ledger, transport), T0 + timedelta(seconds=31))
     assert (result.recovered, result.delivered) == (0, 1)
-    assert len(transport.find_calls) == 1
+    key = ledger.deliveries(task=task_id)[0].idempotency_key
+    # Looked for in its thread, and at the channel's top level where a digest would be.
+    assert transport.find_calls == [(key, THREAD), (key, "slack:T1/C1")]
     assert len(transport.received) == 1
 
 
-def _notice_for(row: object) -> Notice:
-    from ledger.address import parse_address
+def test_a_notice_shown_in_a_digest_before_a_crash_is_not_shown_again(ledger: Ledger) -> None:
+    transport = RecordingTransport()
+    task_id = finished(ledger)
+    row = ledger.deliveries(task=task_id)[0]
+    channel = parse_address("slack:T1/C1")
+    asyncio.run(transport.send_digest(channel, [_notice_for(row)]))
+    claim_as_dead_worker(ledger, task_id, T0 + timedelta(seconds=30))
+    result = deliver(worker(ledger, transport), T0 + timedelta(seconds=31))
+    assert (result.recovered, len(transport.received)) == (1, 1)
+    assert ledger.get(task_id).delivery_status == "delivered"
 
+
+def _notice_for(row: object) -> Notice:
     target = parse_address(row.target)  # type: ignore[attr-defined]
     return Notice(
         delivery_id=row.id,  # type: ignore[attr-defined]
