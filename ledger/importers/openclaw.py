@@ -96,8 +96,9 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
         yield items[start : start + size]
 
 
-# Both lookups filter on origin_ref alone in SQL (its index is the selective one; with a
-# tenant condition SQLite's planner prefers a tenant index and scans the whole tenant).
+# These lookups filter on origin_ref / run_id alone in SQL (their indexes are the selective
+# ones; given a tenant condition too, SQLite's and PostgreSQL's planners pick a tenant index
+# on a freshly grown table and scan the whole tenant per page) and check the tenant here.
 
 
 def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -123,9 +124,11 @@ def _mirror_ids(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str,
 def _taken_run_ids(conn: Connection, tenant: str, run_ids: Sequence[str]) -> set[str]:
     taken: set[str] = set()
     for chunk in _chunks(run_ids):
-        taken.update(
-            conn.execute(select(T.run_id).where(T.tenant == tenant, T.run_id.in_(chunk))).scalars()
-        )
+        for run_id, row_tenant in conn.execute(
+            select(T.run_id, T.tenant).where(T.run_id.in_(chunk))
+        ):
+            if row_tenant == tenant:
+                taken.add(run_id)
     return taken
 
 
