@@ -144,14 +144,18 @@ def main() -> None:
 
     tasktrail = str(Path(sys.executable).with_name("tasktrail"))
     commands = [
+        ("--version (interpreter start-up)", ["--version"]),
         ("show <openclaw id>", ["show", ref]),
         ("list --status running --limit 50", ["list", "--status", "running", "--limit", "50"]),
         ("audit --json", ["audit", "--json"]),
         ("maintenance --json", ["maintenance", "--json"]),
     ]
-    print(f"commands on the {options.rows:,}-task mirror (targets: <= 1 s, <= 150 MB):")
+    print(
+        f"commands on the {options.rows:,}-task mirror (targets: <= 1 s, <= 150 MB; "
+        f"load average {os.getloadavg()[0]:.1f}):"
+    )
     for title, args in commands:
-        if args[0] not in COMMANDS:
+        if not args[0].startswith("-") and args[0] not in COMMANDS:
             print(f"  {title:36} not available yet (no `{args[0]}` command)")
             continue
         wall, rss, code = run_command([tasktrail, "--db", url, *args])
