@@ -42,6 +42,11 @@ from ledger.schema import reply_columns, tasks_table  # noqa: E402
 from tests.fakes.discord_server import FakeDiscord, run_fake_discord_in_thread  # noqa: E402
 
 T = TypeVar("T")
+#: Fixed ids for the benchmark's guild, channel and requester, so a loaded ledger (`--db`) can
+#: be reused by later runs against a fresh fake.
+GUILD = 900_000_000_000_000_001
+CHANNEL = 900_000_000_000_000_002
+USER = 900_000_000_000_000_003
 RUNTIMES = ("subagent", "acp", "cron", "cli", "media")
 FINISHED = ("succeeded", "succeeded", "succeeded", "failed", "timed_out", "cancelled")
 BATCH = 50_000
@@ -130,26 +135,27 @@ async def run(fake: FakeDiscord, ledger: Ledger, samples: int, ref: str) -> None
             "DISCORD_BOT_TOKEN": fake.token,
             "TASKTRAIL_DISCORD_API_URL": fake.api_url,
             "TASKTRAIL_DISCORD_GATEWAY_URL": fake.gateway_url,
-            "TASKTRAIL_DISCORD_GUILD_ID": str(fake.guild_id),
+            "TASKTRAIL_DISCORD_GUILD_ID": str(GUILD),
         }
     )
     adapter = DiscordAdapter(settings, ledger, guild_ready_timeout=0.1)
     task = asyncio.create_task(adapter.start())
     await adapter.wait_ready(20)
+    at: dict[str, Any] = {"channel_id": CHANNEL, "user_id": USER}
+
+    def command(sub: str, **options: str) -> Callable[[], Awaitable[int]]:
+        return lambda: fake.send_command("tasks", options, subcommand=sub, **at)
+
+    def complete() -> Awaitable[int]:
+        options = {"ref": "synthetic"}
+        return fake.send_autocomplete("tasks", options, subcommand="show", focused="ref", **at)
+
     kinds: list[tuple[str, Callable[[], Awaitable[int]]]] = [
-        ("board (this channel)", lambda: fake.send_command("tasks", subcommand="board")),
-        ("board all", lambda: fake.send_command("tasks", {"filter": "all"}, subcommand="board")),
-        (
-            "board running",
-            lambda: fake.send_command("tasks", {"filter": "running"}, subcommand="board"),
-        ),
-        ("show REF", lambda: fake.send_command("tasks", {"ref": ref[:6]}, subcommand="show")),
-        (
-            "autocomplete ref",
-            lambda: fake.send_autocomplete(
-                "tasks", {"ref": "synthetic"}, subcommand="show", focused="ref"
-            ),
-        ),
+        ("board (this channel)", command("board")),
+        ("board all", command("board", filter="all")),
+        ("board running", command("board", filter="running")),
+        ("show REF", command("show", ref=ref[:6])),
+        ("autocomplete ref", complete),
     ]
     try:
         heads = ("ack p50", "ack p99", "answer p50", "answer p99")
@@ -180,16 +186,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--db", help="reuse this SQLite file if it exists")
+    parser.add_argument("--db", help="SQLite file to load (or to reuse when it exists)")
     args = parser.parse_args()
     with run_fake_discord_in_thread() as fake, tempfile.TemporaryDirectory() as tmp:
+        fake.add_guild("bench", guild_id=GUILD)
+        fake.add_channel(GUILD, "bench", channel_id=CHANNEL)
+        fake.add_member(GUILD, fake.add_user("bench-requester", user_id=USER).id)
         path = Path(args.db) if args.db else Path(tmp) / "ledger.db"
         url = f"sqlite:///{path}"
-        guilds = [fake.guild_id, *(fake.guild_id + n for n in range(1, 5))]
-        seconds = load(url, args.tasks, guilds, fake.channel_id, fake.user_id)
-        print(f"loaded {args.tasks:,} tasks (5 guilds, 1 % running) in {seconds:.1f} s")
+        if path.exists():
+            print(f"reusing {path}")
+        else:
+            guilds = [GUILD, *(GUILD + n for n in range(10, 14))]
+            seconds = load(url, args.tasks, guilds, CHANNEL, USER)
+            print(f"loaded {args.tasks:,} tasks (5 guilds, 1 % running) in {seconds:.1f} s")
         ledger = Ledger.connect(url)
-        ref = ledger.list(tenant=f"discord:{fake.guild_id}", limit=1)[0].task_id
+        ref = ledger.list(tenant=f"discord:{GUILD}", limit=1)[0].task_id
         try:
             asyncio.run(run(fake, ledger, args.samples, ref))
         finally:
