@@ -95,8 +95,8 @@ def run_maintenance(
     *,
     now: datetime,
     apply: bool = False,
-    batch_size: int = 500,
-    pause: float = 0.01,
+    batch_size: int | None = None,
+    pause: float | None = None,
     probes: Mapping[str, Probe] | None = None,
 ) -> MaintenanceReport:
     before = audit(engine, config, now=now, limit=FINDINGS_CAP)
@@ -315,30 +315,59 @@ def expired_ids(engine: Engine, *, now: datetime) -> list[str]:
         return list(conn.execute(_expired_query(now)).scalars())
 
 
+#: (batch size, pause in seconds) per database. SQLite has one writer at a time: short
+#: transactions and a pause long enough for a writer sleeping in SQLite's busy handler
+#: (which polls at 1, 2, 5, 10, 15, 20, 25 ms intervals) to wake up and take the lock.
+#: PostgreSQL locks rows, not the database: writers never queue behind the prune.
+PRUNE_PACING = {"sqlite": (300, 0.02), "postgresql": (2000, 0.0)}
+
+
 def prune(
     engine: Engine,
     *,
     now: datetime,
-    batch_size: int = 500,
-    pause: float = 0.01,
+    batch_size: int | None = None,
+    pause: float | None = None,
     limit: int | None = None,
 ) -> list[str]:
     """Delete ended tasks past `cleanup_after` (with their child rows), `batch_size` per
-    transaction, sleeping `pause` seconds between batches. Returns the deleted task ids."""
+    transaction, sleeping `pause` seconds between batches (defaults per database:
+    `PRUNE_PACING`). Returns the deleted task ids."""
+    default_size, default_pause = PRUNE_PACING.get(engine.dialect.name, (500, 0.01))
+    batch_size = batch_size or default_size
+    pause = default_pause if pause is None else pause
+    sqlite = engine.dialect.name == "sqlite"
     pruned: list[str] = []
     while limit is None or len(pruned) < limit:
         size = batch_size if limit is None else min(batch_size, limit - len(pruned))
         with db.write(engine) as conn:
+            if sqlite:
+                # Other writers' commits empty this connection's page cache before every
+                # batch; reading the file through mmap makes re-reading it cheap.
+                conn.exec_driver_sql(f"PRAGMA mmap_size = {_SQLITE_MMAP}")
             ids = list(conn.execute(_expired_query(now, size)).scalars())
             if not ids:
                 break
             delete_tasks(conn, ids)
         pruned.extend(ids)
+        if sqlite:
+            _checkpoint(engine)
         if len(ids) < size:
             break
         if pause:
             time.sleep(pause)
     return pruned
+
+
+_SQLITE_MMAP = 1 << 30
+
+
+def _checkpoint(engine: Engine) -> None:
+    """Copy the batch's WAL pages into the database now, on the pruner's time: otherwise the
+    commit of whichever writer crosses the auto-checkpoint threshold does it (and stalls).
+    PASSIVE: never waits for a lock, never blocks writers."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def delete_tasks(conn: Connection, ids: list[str]) -> None:
