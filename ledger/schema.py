@@ -171,9 +171,28 @@ class TaskRow(Base):
         Index("ix_tasks_status_proof_ended", "status", "proof_required", "ended_at"),
         Index("ix_tasks_parent", "parent_task_id"),
         Index("ix_tasks_origin_ref", "origin_ref"),
-        #: Chat boards (bot.chat.board): one index range per (scope, status), newest first.
-        Index("ix_tasks_tenant_channel", "tenant", "reply_channel", "status", "created_at"),
-        Index("ix_tasks_tenant_reply_user", "tenant", "reply_user", "status", "created_at"),
+        #: Chat boards (bot.chat.board): one index range per (scope, status), newest first;
+        #: the trailing columns let the needs-attention filters run on the index alone.
+        Index(
+            "ix_tasks_tenant_channel",
+            "tenant",
+            "reply_channel",
+            "status",
+            "created_at",
+            "delivery_status",
+            "proof_required",
+            "proof_status",
+        ),
+        Index(
+            "ix_tasks_tenant_reply_user",
+            "tenant",
+            "reply_user",
+            "status",
+            "created_at",
+            "delivery_status",
+            "proof_required",
+            "proof_status",
+        ),
         Index("ix_tasks_tenant_delivery", "tenant", "delivery_status", "status", "created_at"),
         Index(
             "ix_tasks_tenant_proof",

@@ -94,6 +94,8 @@ _FILTER_GROUP: dict[Status, str] = {
 }
 #: "Recently finished" is never counted exactly: "and 1000+ more" is enough there.
 FINISHED_COUNT_CAP = 1000
+#: The count line for the rest of the workspace stops at this ("1000+ need attention").
+ELSEWHERE_COUNT_CAP = 1000
 
 _ROW_COLUMNS = (
     T.task_id,
@@ -210,8 +212,11 @@ def _row(row: Any, now: datetime) -> BoardRow:
 Scope = list[list[ColumnElement[bool]]]
 
 
-def channel_scope(channel_key: str) -> Scope:
-    """Tasks whose reply_to is in the channel, plus tasks a thread in the channel follows."""
+def channel_scope(channel_key: str, *, followers: bool = True) -> Scope:
+    """Tasks whose reply_to is in the channel, plus tasks a thread in the channel follows
+    (`followers=False`: the channel has no follower threads; skip that variant)."""
+    if not followers:
+        return [[T.reply_channel == channel_key]]
     followed = select(followers_table.c.task_id).where(followers_table.c.channel_key == channel_key)
     return [
         [T.reply_channel == channel_key],
@@ -233,10 +238,21 @@ def mine_scope(actor: Actor) -> Scope:
     ]
 
 
-def _scope(tenant: str, filter: str | None, channel_key: str | None, actor: Actor | None) -> Scope:
+def _has_followers(conn: Connection, channel_key: str) -> bool:
+    query = select(followers_table.c.id).where(followers_table.c.channel_key == channel_key)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def _scope(
+    conn: Connection,
+    tenant: str,
+    filter: str | None,
+    channel_key: str | None,
+    actor: Actor | None,
+) -> Scope:
     base = [T.tenant == tenant]
     if filter is None and channel_key is not None:
-        variants = channel_scope(channel_key)
+        variants = channel_scope(channel_key, followers=_has_followers(conn, channel_key))
     elif filter == "mine":
         variants = mine_scope(actor) if actor is not None else []
     elif filter is not None and filter.startswith("runtime:"):
@@ -251,7 +267,8 @@ def _where(variant: Sequence[ColumnElement[bool]], part: _Part) -> ColumnElement
 
 
 def _count(conn: Connection, where: ColumnElement[bool], cap: int) -> int:
-    inner = select(T.task_id).where(where).limit(cap).subquery()
+    # `status` is in every board index, so the count reads the index alone.
+    inner = select(T.status).where(where).limit(cap).subquery()
     return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
@@ -318,7 +335,7 @@ def build_board_conn(
     rows: int = DEFAULT_ROWS,
     count_cap: int = DEFAULT_COUNT_CAP,
 ) -> Board:
-    scope = _scope(tenant, filter, channel_key, actor)
+    scope = _scope(conn, tenant, filter, channel_key, actor)
     keep = _STATUS_FILTERS.get(filter or "")
     groups: list[BoardGroup] = []
     for key in GROUP_TITLES:
@@ -334,7 +351,7 @@ def build_board_conn(
     counts = _counts(conn, scope, count_cap, known)
     elsewhere = None
     if filter is None and channel_key is not None:
-        everywhere = _counts(conn, [[T.tenant == tenant]], count_cap, {})
+        everywhere = _counts(conn, [[T.tenant == tenant]], min(count_cap, ELSEWHERE_COUNT_CAP), {})
         elsewhere = Counts(
             max(0, everywhere.running - counts.running),
             max(0, everywhere.queued - counts.queued),

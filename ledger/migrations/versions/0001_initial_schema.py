@@ -136,12 +136,28 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_tasks_tenant_channel",
-            ["tenant", "reply_channel", "status", "created_at"],
+            [
+                "tenant",
+                "reply_channel",
+                "status",
+                "created_at",
+                "delivery_status",
+                "proof_required",
+                "proof_status",
+            ],
             unique=False,
         )
         batch_op.create_index(
             "ix_tasks_tenant_reply_user",
-            ["tenant", "reply_user", "status", "created_at"],
+            [
+                "tenant",
+                "reply_user",
+                "status",
+                "created_at",
+                "delivery_status",
+                "proof_required",
+                "proof_status",
+            ],
             unique=False,
         )
         batch_op.create_index(
