@@ -347,11 +347,11 @@ def test_a_claimed_check_is_not_taken_by_a_second_pass(ledger: Ledger, site: Sit
 
 
 def test_hostile_response_content_is_stored_as_plain_text_and_escaped_in_chat(
-    ledger: Ledger, site: Site
+    ledger: Ledger, site: Site, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bot.render import Renderer
 
-    hostile = "<!channel> @everyone <@U123> <https://evil|click> *bold* [b]x[/b]"
+    hostile = "<!channel> [b]x[/b] @everyone <@U123> <https://evil|click> *bold*"
     site.page("/", "<script>alert(1)</script> <!here>", headers={"X-Release": hostile})
     task = ledger.create(runtime="cli", label="deploy", reply_to=THREAD, notify="done_only")
     ledger.add_artifact(
@@ -370,6 +370,13 @@ def test_hostile_response_content_is_stored_as_plain_text_and_escaped_in_chat(
         assert "<!channel>" not in text
         assert "@everyone" not in text.replace("@\u200beveryone", "")
         assert "<@U123>" not in text
+
+    from bot.cli.output import print_task_detail
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line per row
+    print_task_detail(ledger.get(task.task_id, details=True), None)
+    shown = capsys.readouterr().out
+    assert artifact.detail in shown  # literally: rich markup in it is not interpreted
 
 
 def test_flapping_proof_sends_at_most_one_notice_per_outcome(ledger: Ledger, site: Site) -> None:
