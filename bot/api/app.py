@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.api.auth import TokenAuth, Unauthorized
 from bot.api.metrics import Metrics
-from bot.api.routes import router
+from bot.api.routes import Writer, router
 from bot.settings import Settings
 from ledger import Ledger
 from ledger.exceptions import LedgerError
@@ -44,6 +44,11 @@ class Services:
     #: Extra health details from running components (workers, adapters).
     health_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     draining: bool = False
+    #: Serializes API writes on SQLite (see `bot.api.routes.Writer`).
+    writer: Writer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = Writer(self.ledger)
 
 
 def _snake(name: str) -> str:

@@ -3,9 +3,13 @@ so another tenant's task answers exactly like a missing one (404)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from bot.api.models import (
     CancelRequest,
@@ -30,19 +34,43 @@ _FINISH = {
 }
 
 
-def tenant_of(request: Request) -> str:
+async def tenant_of(request: Request) -> str:
+    """The token's tenant. Async on purpose: a cached lookup costs no thread hop."""
     auth = request.app.state.services.auth
     tenant: str = auth.tenant_for_header(request.headers.get("authorization"))
     return tenant
 
 
-def ledger_of(request: Request) -> Ledger:
+async def ledger_of(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.services.ledger
     return ledger
 
 
+async def writer_of(request: Request) -> Writer:
+    writer: Writer = request.app.state.services.writer
+    return writer
+
+
+class Writer:
+    """Queues this process's API writes on one lock when the ledger is SQLite: a thread
+    waiting on a Python lock wakes the moment the previous writer commits, where SQLite's
+    busy handler sleeps in growing steps. PostgreSQL writers run in parallel."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.lock = threading.Lock() if ledger.engine.dialect.name == "sqlite" else None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.lock is None:
+            yield
+            return
+        with self.lock:
+            yield
+
+
 Tenant = Annotated[str, Depends(tenant_of)]
 LedgerDep = Annotated[Ledger, Depends(ledger_of)]
+WriterDep = Annotated[Writer, Depends(writer_of)]
 
 
 def _check_ref(ref: str) -> str:
@@ -59,11 +87,22 @@ def _task_doc(task: TaskRecord, *, details: bool = False) -> dict[str, Any]:
     return {"schema_version": 1, "task": task.to_json(with_details=details)}
 
 
+def _reply(task: TaskRecord, status_code: int = 200) -> JSONResponse:
+    """The task document, serialized once (no second validation pass on the way out)."""
+    return JSONResponse(_task_doc(task), status_code=status_code)
+
+
 @router.post("/tasks", response_model=TaskDocument, status_code=201)
-def create_task(body: CreateTask, tenant: Tenant, ledger: LedgerDep, response: Response) -> Any:
+def create_task(body: CreateTask, tenant: Tenant, ledger: LedgerDep, writes: WriterDep) -> Any:
     """Record a task; idempotent on `run_id` (200 with the existing task, 201 when new)."""
     now = ledger.clock()
-    task = ledger.create(
+    with writes():
+        task = _create(ledger, body, tenant, now)
+    return _reply(task, 201 if task.created_at == now else 200)
+
+
+def _create(ledger: Ledger, body: CreateTask, tenant: str, now: Any) -> TaskRecord:
+    return ledger.create(
         runtime=body.runtime,
         label=body.label,
         tenant=tenant,
@@ -86,9 +125,6 @@ def create_task(body: CreateTask, tenant: Tenant, ledger: LedgerDep, response: R
         now=now,
         actor=f"api:{tenant}",
     )
-    if task.created_at != now:
-        response.status_code = 200
-    return _task_doc(task)
 
 
 @router.get("/tasks", response_model=TaskListDocument)
@@ -142,10 +178,24 @@ def get_task(ref: str, tenant: Tenant, ledger: LedgerDep, events: bool = False) 
 
 
 @router.post("/tasks/{ref}/events", response_model=TaskDocument)
-def post_event(ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep) -> Any:
+def post_event(
+    ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep, writes: WriterDep
+) -> Any:
     """A producer event: start, heartbeat, progress, succeed, fail, timeout, cancelled,
     artifact."""
     ref = _check_ref(ref)
+    if body.type == "progress" and not body.text:
+        raise InvalidInput("text", "is required for a progress event")
+    if body.type == "artifact":
+        if body.kind is None:
+            raise InvalidInput("kind", "is required for an artifact event")
+        if not body.value:
+            raise InvalidInput("value", "is required for an artifact event")
+    with writes():
+        return _reply(_apply_event(ledger, ref, body, tenant))
+
+
+def _apply_event(ledger: Ledger, ref: str, body: TaskEvent, tenant: str) -> TaskRecord:
     actor = f"api:{tenant}"
     kind = body.type
     task: TaskRecord
@@ -154,18 +204,12 @@ def post_event(ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep) -> 
     elif kind == "heartbeat":
         task = ledger.heartbeat(ref, tenant=tenant, actor=actor)
     elif kind == "progress":
-        if not body.text:
-            raise InvalidInput("text", "is required for a progress event")
-        task = ledger.progress(ref, body.text, tenant=tenant, actor=actor)
+        task = ledger.progress(ref, body.text or "", tenant=tenant, actor=actor)
     elif kind == "artifact":
-        if body.kind is None:
-            raise InvalidInput("kind", "is required for an artifact event")
-        if not body.value:
-            raise InvalidInput("value", "is required for an artifact event")
         task = ledger.add_artifact(
             ref,
-            kind=body.kind,
-            value=body.value,
+            kind=body.kind or "other",
+            value=body.value or "",
             expect_status=body.expect_status,
             expect_text=body.expect_text,
             tenant=tenant,
@@ -180,25 +224,35 @@ def post_event(ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep) -> 
             tenant=tenant,
             actor=actor,
         )
-    return _task_doc(task)
+    return task
 
 
 @router.post("/tasks/{ref}/cancel", response_model=TaskDocument)
 def cancel_task(
-    ref: str, tenant: Tenant, ledger: LedgerDep, body: CancelRequest | None = None
+    ref: str,
+    tenant: Tenant,
+    ledger: LedgerDep,
+    writes: WriterDep,
+    body: CancelRequest | None = None,
 ) -> Any:
     """Cancel: final at once without a live runner, else the runner is asked to stop
     (`cancel_requested_at` set, status still running)."""
-    task = ledger.cancel(
-        _check_ref(ref), reason=body.reason if body else None, tenant=tenant, actor=f"api:{tenant}"
-    )
-    return _task_doc(task)
+    ref = _check_ref(ref)
+    with writes():
+        task = ledger.cancel(
+            ref, reason=body.reason if body else None, tenant=tenant, actor=f"api:{tenant}"
+        )
+    return _reply(task)
 
 
 @router.post("/tasks/{ref}/notify", response_model=TaskDocument)
-def set_notify(ref: str, body: NotifyRequest, tenant: Tenant, ledger: LedgerDep) -> Any:
-    task = ledger.set_notify(_check_ref(ref), body.policy, tenant=tenant, actor=f"api:{tenant}")
-    return _task_doc(task)
+def set_notify(
+    ref: str, body: NotifyRequest, tenant: Tenant, ledger: LedgerDep, writes: WriterDep
+) -> Any:
+    ref = _check_ref(ref)
+    with writes():
+        task = ledger.set_notify(ref, body.policy, tenant=tenant, actor=f"api:{tenant}")
+    return _reply(task)
 
 
 @router.get("/audit")

@@ -37,7 +37,12 @@ def _run(app: Any, host: str, port: int, *, on_ready: Any) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_app(app, host=host, port=port, stop=stop, ready=on_ready)
 
-    asyncio.run(main())
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the standard loop does the same, slower
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     log.info("stopped")
 
 
