@@ -109,6 +109,13 @@ class Ledger:
             from ledger.probes import validate_target
 
             probe_target = validate_target(probe, probe_target)  # pid: start time filled in
+        if proof_url is not None:  # refuse a bad proof URL before anything is recorded
+            from ledger.proof_checks import validate_expectations
+
+            expected = {"expect_status": expect_status or 200, "expect_text": expect_text}
+            validate_expectations(
+                "url", proof_url, {k: v for k, v in expected.items() if v is not None}
+            )
         record = tasks.create_task(
             self.engine,
             self.config,

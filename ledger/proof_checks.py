@@ -111,6 +111,9 @@ def validate_expectations(kind: str, value: str, proof: Mapping[str, Any]) -> di
         raise InvalidInput(
             "value", f"a {kind} artifact with proof expectations must be a URL or a file path"
         )
+    scheme = value.strip().partition(":")[0].lower() if "://" in value else ""
+    if method == "http" and scheme not in ("http", "https"):
+        raise InvalidInput("value", f"proof checks fetch http and https URLs only, not {value!r}")
     allowed = {"http": HTTP_KEYS, "file": FILE_KEYS, "commit": COMMIT_KEYS}.get(method, ALL_KEYS)
     misplaced = sorted(set(proof) - allowed)
     if misplaced:

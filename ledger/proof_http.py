@@ -203,7 +203,9 @@ async def check_url(
         problem = _url_problem(url)
         if problem:
             return CheckResult(
-                False, problem + (f" (after {hops} redirects)" if hops else ""), True
+                False,
+                problem + (f" (after {hops} redirect{'s' if hops != 1 else ''})" if hops else ""),
+                True,
             )
         target = httpcore.URL(
             scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path

@@ -146,16 +146,18 @@ def test_a_link_local_metadata_address_is_never_fetched(ledger: Ledger) -> None:
     assert task.proof_status == "failed"
 
 
-def test_only_http_and_https_urls_are_checked(ledger: Ledger) -> None:
-    with pytest.raises(InvalidInput, match="value"):
-        ledger.add_artifact(
-            ledger.create(runtime="cli", label="x").task_id,
-            kind="deploy",
-            value="gopher://example/",
-            proof={"expect_status": 200},
-        )
-    _, artifact = checked(ledger, "file:///etc/passwd", expect_text="root")
-    assert artifact.detail == "only http and https URLs are checked, not 'file'"
+@pytest.mark.parametrize("value", ["gopher://example/", "file:///etc/passwd", "example.com/"])
+def test_only_http_and_https_urls_are_accepted_for_proof(ledger: Ledger, value: str) -> None:
+    task = ledger.create(runtime="cli", label="x")
+    with pytest.raises(InvalidInput) as refused:
+        ledger.add_artifact(task.task_id, kind="url", value=value, proof={"expect_status": 200})
+    assert refused.value.field == "value"
+
+
+def test_a_redirect_to_another_scheme_is_not_followed(ledger: Ledger, site: Site) -> None:
+    site.redirect("/", "file:///etc/passwd")
+    _, artifact = checked(ledger, site.url("/"), expect_text="root")
+    assert artifact.detail == "only http and https URLs are checked, not 'file' (after 1 redirect)"
     assert artifact.next_check_at is None
 
 
@@ -257,3 +259,12 @@ def test_the_default_entry_keeps_the_built_in_deny_list_when_adding_to_it(
         "denied: 2852039166 (169.254.169.254)",
     ]
     assert second_site.hits["/"] == 0
+
+
+def test_a_bad_proof_url_at_creation_is_refused_before_anything_is_recorded(
+    ledger: Ledger,
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        ledger.create(runtime="cli", label="x", run_id="r-bad", proof_url="ftp://example/x")
+    assert refused.value.field == "value"
+    assert ledger.list(limit=None) == []
