@@ -54,6 +54,7 @@ from ledger.importers.report import (
 from ledger.lookup import fetch_row
 from ledger.schema import events_table, state_table, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
+from ledger.text import check_text
 from ledger.transitions import bump, record_refusal, transition
 
 if TYPE_CHECKING:
@@ -433,6 +434,7 @@ def import_openclaw(
     page_size: int = PAGE_SIZE,
 ) -> ImportReport:
     """One import pass of the OpenClaw database at `path` into tenant `tenant`."""
+    check_text(tenant, "tenant", 200, required=True)
     started = time.perf_counter()
     with OpenClawSource(path) as source:
         key = watermark_key(tenant, source.path)
