@@ -8,6 +8,7 @@ run in a worker thread (`asyncio.to_thread`) so the event loop never waits on th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,8 @@ from ledger.exceptions import LedgerError
 from ledger.followers import followers_of
 from ledger.ledger import Ledger
 from ledger.records import EventRecord, TaskRecord
+
+log = logging.getLogger("bot.chat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +104,22 @@ class ChatService:
         *,
         anchor: AnchorMaker | None = None,
     ) -> Reply:
-        """Never raises for a LedgerError: it becomes an ErrorReply with a specific message."""
+        """Never raises: a LedgerError becomes an ErrorReply with a specific message, anything
+        else a short "failed on our side" reply (and a log entry with the traceback)."""
         try:
             return await self._execute(command, actor, place, anchor)
         except CommandError as error:
             return ErrorReply(error.problem, error.help, "invalid")
         except LedgerError as error:
             return error_reply(error)
+        except Exception:  # never a stack trace in chat, never silence
+            log.exception("chat: %s failed", command.verb.value)
+            return ErrorReply(
+                f"`{command.verb.value}` failed on our side; the operator can find the "
+                "details in the tasktrail log",
+                None,
+                "error",
+            )
 
     async def _execute(
         self,

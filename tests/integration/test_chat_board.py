@@ -283,3 +283,16 @@ def test_a_reply_to_merged_in_later_puts_the_task_on_that_channels_board(ledger:
         actor=Actor("slack", "UZED", TENANT), now=T0,
     )  # fmt: skip
     assert _labels(mine, "running") == ["late-address"]
+
+
+def test_an_unexpected_failure_answers_a_short_message_instead_of_a_traceback(
+    service: ChatService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> Board:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("bot.chat.service.build_board", broken)
+    reply = _run(service, "all", ALICE)
+    assert isinstance(reply, ErrorReply)
+    assert reply.message.startswith("`board` failed on our side")
+    assert "disk on fire" not in reply.message
