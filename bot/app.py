@@ -36,6 +36,9 @@ log = logging.getLogger("tasktrail.serve")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: Seconds a SIGTERM drain may take before the process exits anyway (SPEC: within 10 s).
 DRAIN_SECONDS = 8.0
+#: PostgreSQL advisory lock key of the Discord gateway connection (one replica holds it).
+GATEWAY_LOCK_KEY = 0x7A5C_D15C
+GATEWAY_RETRY_SECONDS = 10.0
 
 
 class MeteredTransport:
@@ -263,9 +266,12 @@ async def run_app(
         tasks.append(asyncio.create_task(job(worker_stop), name="background"))
     if app.scheduler is not None:
         await _maybe_await(app.scheduler.start())
-    for adapter in (app.slack, app.discord):
-        if adapter is not None:
-            tasks.append(asyncio.create_task(_start_adapter(adapter), name="adapter"))
+    if app.slack is not None:
+        tasks.append(asyncio.create_task(_start_adapter(app.slack), name="slack"))
+    if app.discord is not None:
+        tasks.append(
+            asyncio.create_task(_hold_gateway(app, app.discord, worker_stop), name="discord")
+        )
 
     server = None
     server_task: asyncio.Task[Any] | None = None
@@ -320,6 +326,38 @@ def _server_class() -> type[Any]:
             yield
 
     return Server
+
+
+async def _hold_gateway(app: App, adapter: Any, stop: asyncio.Event) -> None:
+    """Run the Discord client on one replica only: on PostgreSQL the replica holding an
+    advisory lock (on a connection of its own; the lock goes with the connection if this
+    process dies) connects to the gateway, the others wait and take over. Every replica
+    still sends notices over REST through the adapter's transport."""
+    from sqlalchemy import text
+
+    engine = app.ledger.engine
+    if engine.dialect.name != "postgresql":
+        await _start_adapter(adapter)
+        return
+    conn = await asyncio.to_thread(engine.connect)
+    try:
+        while not stop.is_set():
+
+            def try_lock() -> bool:
+                held = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": GATEWAY_LOCK_KEY}
+                ).scalar()
+                conn.commit()
+                return bool(held)
+
+            if await asyncio.to_thread(try_lock):
+                log.info("this replica holds the Discord gateway connection")
+                await _start_adapter(adapter)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=GATEWAY_RETRY_SECONDS)
+    finally:
+        await asyncio.to_thread(conn.close)
 
 
 async def _start_adapter(adapter: Any) -> None:
