@@ -102,7 +102,8 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     for row in rows:
         values = list(pick(row)) if len(order) > 1 else [row[order[0]]]
         for i, convert in converters:
-            values[i] = convert(values[i])
+            if values[i] is not None:
+                values[i] = convert(values[i])
         params.append(tuple(values))
     conn.exec_driver_sql(str(compiled), params)
 

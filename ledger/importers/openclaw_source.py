@@ -276,9 +276,12 @@ def _enum(row: Mapping[str, Any], column: str, allowed: tuple[str, ...]) -> str:
 
 
 def _text(value: Any, limit: int) -> str | None:
-    """Text as tasktrail stores it: NUL replaced (PostgreSQL cannot hold it), clipped."""
-    if value is None:
+    """Text as tasktrail stores it: empty as NULL, NUL replaced (PostgreSQL cannot hold
+    it), clipped to the column's limit."""
+    if value is None or value == "":
         return None
+    if type(value) is str and len(value) <= limit and "\x00" not in value:
+        return value
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
@@ -413,8 +416,8 @@ def map_row(
         "execution_owner_pid",
         "execution_owner_start_identity",
     ):
-        value = _blank_to_none(row[column])
-        if value is not None:
+        value = row[column]
+        if value is not None and value != "":
             detail[column] = value
     if origin is not None:
         detail["requester_origin"] = origin
@@ -441,13 +444,13 @@ def map_row(
     values: dict[str, Any] = {
         "tenant": tenant,
         "runtime": runtime,
-        "task_kind": _text(_blank_to_none(row["task_kind"]), _KIND_MAX),
+        "task_kind": _text(row["task_kind"], _KIND_MAX),
         "label": _text(label, LABEL_MAX),
         "task": _text(brief, BRIEF_MAX),
         "status": status,
         "run_id": run_id,
-        "source_id": _text(_blank_to_none(row["source_id"]), _ID_MAX),
-        "child_session_key": _text(_blank_to_none(row["child_session_key"]), KEY_MAX),
+        "source_id": _text(row["source_id"], _ID_MAX),
+        "child_session_key": _text(row["child_session_key"], KEY_MAX),
         "requester_session_key": _text(requester, KEY_MAX),
         "parent_task_id": None,
         "reply_to": reply_to,
@@ -463,9 +466,9 @@ def map_row(
         "lease_seconds": None,
         "grace_until": None,
         "cleanup_after": cleanup,
-        "progress_summary": _text(_blank_to_none(row["progress_summary"]), SUMMARY_MAX),
-        "terminal_summary": _text(_blank_to_none(row["terminal_summary"]), SUMMARY_MAX),
-        "error": _text(_blank_to_none(row["error"]), SUMMARY_MAX),
+        "progress_summary": _text(row["progress_summary"], SUMMARY_MAX),
+        "terminal_summary": _text(row["terminal_summary"], SUMMARY_MAX),
+        "error": _text(row["error"], SUMMARY_MAX),
         "cancel_requested_at": None,
         "cancel_reason": None,
         "runner": None,
