@@ -135,3 +135,28 @@ def test_the_web_board_renders_filters_opens_a_task_and_escapes_labels(board: Se
             assert page.locator("tr.delivery").count() >= 1
         finally:
             browser.close()
+
+
+def test_off_loopback_the_board_needs_a_token_and_shows_only_its_tenant(sqlite_url: str) -> None:
+    import httpx
+
+    from tests.acceptance.serve_process import tasktrail
+
+    with Ledger.connect(sqlite_url) as ledger:
+        ledger.create(runtime="cli", label="acme build", tenant="acme")
+        ledger.create(runtime="cli", label="globex secret plan", tenant="globex")
+    token = tasktrail(sqlite_url, "token", "create", "--tenant", "acme").stdout.strip()
+    # Any address but 127.0.0.1 turns the login-less mode off; 127.0.0.2 is still local.
+    with (
+        serve(sqlite_url, "--host", "127.0.0.2") as served,
+        httpx.Client(base_url=served.url, timeout=10, follow_redirects=True) as browser,
+    ):
+        assert browser.get("/").status_code == 401
+        assert browser.get("/?token=wrong").status_code == 401
+        opened = browser.get(f"/?token={token}")  # follows the redirect, keeps the cookie
+        assert opened.status_code == 200
+        assert "token=" not in str(opened.url)
+        assert "acme build" in opened.text
+        assert "globex" not in opened.text
+        again = browser.get("/")  # the cookie alone
+        assert again.status_code == 200 and "acme build" in again.text
