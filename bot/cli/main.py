@@ -152,4 +152,3 @@ def main(argv: list[str] | None = None) -> Any:
         if isinstance(error, SettingsError):
             fail(str(error), 2)
         raise
-
