@@ -65,8 +65,10 @@ T = tasks_table.c
 S = state_table.c
 
 #: Rows whose `last_event_at` is this close below the watermark are read again (and
-#: compared), so a row committed late by a slow OpenClaw transaction is not missed.
-OVERLAP_MS = 60_000
+#: compared; unchanged ones are not written), so a row committed late by a slow OpenClaw
+#: transaction, or changed without a new `last_event_at` (a delivery status settled a few
+#: minutes after the task ended), is not missed.
+OVERLAP_MS = 600_000
 PAGE_SIZE = 5000
 #: PostgreSQL advisory lock held by an import transaction, so two importers (the `serve`
 #: mirror and a manual `tasktrail import`) never insert the same OpenClaw task twice.

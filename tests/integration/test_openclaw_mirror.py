@@ -309,3 +309,31 @@ def test_with_notify_from_tasktrail_new_work_is_announced_but_history_is_not(
     notices = ledger.deliveries(tenant=tenant, task=ref, limit=None)
     assert [(d.kind, d.target) for d in notices] == [("terminal", str(task.reply_to))]
     assert task.delivery_status == "pending"
+
+
+def test_a_delivery_status_settled_without_a_new_event_time_is_still_mirrored(
+    ledger: Ledger, source: Path
+) -> None:
+    ref, _ = one_source_row(source, "delivery_status = 'pending' AND status = 'succeeded'")
+    other, _ = one_source_row(source, "status = 'running'")
+    at = next_event_ms(source)
+    source_write(source, "UPDATE task_runs SET last_event_at = ? WHERE task_id = ?", (at, ref))
+    # a later event elsewhere: the watermark moves past the task
+    source_write(
+        source,
+        "UPDATE task_runs SET progress_summary = 'x', last_event_at = ? WHERE task_id = ?",
+        (at + 60_000, other),
+    )
+    ledger.import_openclaw(source)
+    source_write(
+        source, "UPDATE task_runs SET delivery_status = 'session_queued' WHERE task_id = ?", (ref,)
+    )
+
+    report = ledger.import_openclaw(source)
+
+    task = ledger.get(ref)
+    assert report.updated == 1
+    assert task.delivery_status == "delivered"
+    assert task.origin_detail is not None
+    assert task.origin_detail["delivery_status"] == "session_queued"
+    assert ledger.events(ref)[-1].summary == "OpenClaw changed delivery_status, origin_detail"
