@@ -444,43 +444,36 @@ def check_inconsistent(
         items.append((r, f"{r['status']} but has ended_at {isoformat(r['ended_at'])}", True))
 
     recent = now - config.stale_running - config.audit_interval
-    latest = (
-        select(func.max(E.seq))
+    # The newest status-bearing event (refusals carry the refused status: skipped), found
+    # by walking the (task_id, seq) index backwards: one probe per task in scope.
+    event_status = (
+        select(E.to_status)
         .where(
             E.task_id == T.task_id,
             E.to_status.is_not(None),
             E.kind != EventKind.LATE_UPDATE_IGNORED.value,
         )
+        .order_by(E.seq.desc())
+        .limit(1)
         .correlate(tasks_table)
         .scalar_subquery()
     )
-    event_status = (
-        select(E.to_status)
-        .where(E.task_id == T.task_id, E.seq == latest)
-        .correlate(tasks_table)
-        .scalar_subquery()
-    )
-    in_scope = or_(
+    scopes = (
         T.status.in_([*_ACTIVE, Status.LOST.value]),
         and_(T.status.in_(_TERMINAL), T.proof_required.in_(_BOTH), T.ended_at >= recent),
     )
-    disagree = _scope(
-        select(*_task_columns(), event_status.label("event_status")).where(
-            in_scope, or_(event_status.is_(None), event_status != T.status)
-        ),
-        tenant,
-    )
-    for r in map(dict, conn.execute(disagree).mappings()):
-        said = r["event_status"]
-        items.append(
-            (
-                r,
+    for in_scope in scopes:
+        query = _scope(select(*_task_columns(), event_status.label("said")).where(in_scope), tenant)
+        for r in map(dict, conn.execute(query).mappings()):
+            said = r["said"]
+            if said == r["status"]:
+                continue
+            detail = (
                 f"status {r['status']} but its events say {said}"
                 if said
-                else f"status {r['status']} but no event records it",
-                False,
+                else f"status {r['status']} but no event records it"
             )
-        )
+            items.append((r, detail, False))
     findings = []
     for row, detail, fixable in items:
         r = row
