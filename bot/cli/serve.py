@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -37,12 +39,29 @@ def _run(app: Any, host: str, port: int, *, on_ready: Any) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_app(app, host=host, port=port, stop=stop, ready=on_ready)
 
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
+
+        loop = uvloop.new_event_loop()
     except ImportError:  # not on this platform: the standard loop does the same, slower
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        # Unlike asyncio.run(), do not wait for worker threads still busy (a database pass
+        # that outlived the drain): close() only asks idle ones to stop.
+        loop.close()
+    app.ledger.close()
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(timeout=1.0)
+    if any(t.is_alive() for t in busy):
+        log.warning("exiting with work still running in threads (drain deadline)")
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     log.info("stopped")
 
 
