@@ -174,6 +174,8 @@ def test_all_routes_dead_fails_then_retry_delivers_under_a_new_key(ops_ledger: L
         assert f"{route}:" in (failed.last_error or "")
     assert ops_ledger.get(task_id).delivery_status == "failed"
     assert [d.id for d in ops_ledger.deliveries(status="failed")] == [failed.id]
+    finding = ops_ledger.audit(code="delivery_failed", now=T0 + timedelta(minutes=1)).findings
+    assert [f.task_id for f in finding] == [task_id]
 
     later = T0 + timedelta(minutes=5)
     retried = ops_ledger.retry(task_id, now=later)
@@ -188,6 +190,7 @@ def test_all_routes_dead_fails_then_retry_delivers_under_a_new_key(ops_ledger: L
     assert deliver(w, later).delivered == 1
     assert ops_ledger.get(task_id).delivery_status == "delivered"
     assert ops_ledger.deliveries(status="failed") == ()
+    assert ops_ledger.audit(code="delivery_failed", now=later).findings == ()
 
 
 def test_dismiss_marks_failed_deliveries_handled(ledger: Ledger) -> None:
@@ -208,7 +211,9 @@ def test_dismiss_on_a_lost_task_acknowledges_it_and_it_stays_lost(ledger: Ledger
         assert row is not None
         transition(conn, row, Status.LOST, now=T0, config=ledger.config, actor="reconciler")
     later = T0 + timedelta(minutes=3)
+    assert [f.task_id for f in ledger.audit(code="lost", now=later).findings] == [task.task_id]
     done = ledger.dismiss(task.task_id, now=later)
+    assert ledger.audit(code="lost", now=later).findings == ()
     assert done.status is Status.LOST
     assert done.acknowledged_at == later
     assert ledger.events(task.task_id)[-1].kind == "acknowledged"
@@ -426,5 +431,33 @@ def test_the_worker_loop_delivers_until_stopped(sqlite_url: str) -> None:
     try:
         asyncio.run(scenario())
         assert len(transport.received) == 1
+    finally:
+        ledger.close()
+
+
+def test_a_claim_is_renewed_while_a_slow_send_is_in_flight(sqlite_url: str) -> None:
+    config = LedgerConfig(delivery_claim_lease=timedelta(milliseconds=300))
+    ledger = Ledger.connect(sqlite_url, config)
+    slow = RecordingTransport()
+
+    async def take_a_second(notice: Notice) -> None:
+        await asyncio.sleep(1.0)
+
+    slow.on_send = take_a_second
+    rival_transport = RecordingTransport()
+    first = DeliveryWorker(ledger, config, [slow], "slow")
+    rival = DeliveryWorker(ledger, config, [rival_transport], "rival")
+
+    async def race() -> tuple[PassResult, PassResult]:
+        sending = asyncio.create_task(first.run_once())
+        await asyncio.sleep(0.7)  # well past the first claim's original expiry
+        taken = await rival.run_once()
+        return await sending, taken
+
+    try:
+        finished(ledger)
+        sent, taken = asyncio.run(race())
+        assert (sent.delivered, taken.claimed) == (1, 0)
+        assert rival_transport.received == []
     finally:
         ledger.close()
