@@ -37,7 +37,10 @@ def build_source(target: Path, rows: int) -> None:
     """An OpenClaw-layout database with `rows` task rows (WAL mode, like a live gateway)."""
     shutil.copyfile(EMPTY, target)
     os.chmod(target, 0o644)
-    sample = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    # read a copy: even a read-only SQLite reader creates -wal/-shm beside a WAL database
+    template_copy = target.with_name("sample-1k.sqlite")
+    shutil.copyfile(SAMPLE, template_copy)
+    sample = sqlite3.connect(f"file:{template_copy}?mode=ro", uri=True)
     columns = [d[0] for d in sample.execute("SELECT * FROM task_runs LIMIT 0").description]
     templates = sample.execute("SELECT * FROM task_runs ORDER BY created_at").fetchall()
     origins = dict(sample.execute("SELECT task_id, requester_origin_json FROM task_delivery_state"))
