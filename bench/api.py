@@ -159,11 +159,14 @@ def throughput(name: str, db_url: str, seconds: float, clients: int) -> None:
     )
 
 
-def rss(tasks: int) -> None:
+def rss(tasks: int, keep: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ledger.db"
-        built = build_sqlite(path, synthetic_rows(tasks))
-        print(f"rss        loaded {tasks:,} tasks into SQLite in {built:.0f} s")
+        path = Path(keep) if keep else Path(tmp) / "ledger.db"
+        if keep and path.exists():
+            print(f"rss        reusing {path}")
+        else:
+            built = build_sqlite(path, synthetic_rows(tasks))
+            print(f"rss        loaded {tasks:,} tasks into SQLite in {built:.0f} s")
         proc, address, token = start_serve(f"sqlite:///{path}")
         try:
             host, port = address.split(":")
@@ -215,21 +218,27 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=1_000_000, help="RSS test size (0: skip)")
     parser.add_argument("--postgres", default=os.environ.get("TASKTRAIL_TEST_POSTGRES_URL"))
+    parser.add_argument("--rss-db", help="keep the big SQLite ledger here (reused if present)")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print("producer mix per task: 1 create, 3 heartbeats, 2 progress, 1 succeed (7 events)")
-    with tempfile.TemporaryDirectory() as tmp:
-        throughput("sqlite", f"sqlite:///{Path(tmp) / 'ledger.db'}", args.seconds, args.clients)
+    if args.skip_throughput:
+        args.postgres = None
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = f"sqlite:///{Path(tmp) / 'ledger.db'}"
+            throughput("sqlite", db, args.seconds, args.clients)
     if args.postgres:
         url, name = postgres_database(args.postgres)
         try:
             throughput("postgresql", url, args.seconds, args.clients)
         finally:
             drop_postgres(args.postgres, name)
-    else:
+    elif not args.skip_throughput:
         print("postgresql skipped (set TASKTRAIL_TEST_POSTGRES_URL or --postgres)")
     if args.tasks:
-        rss(args.tasks)
+        rss(args.tasks, args.rss_db)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from ledger.schema import deliveries_table, tasks_table
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Seconds the audit findings gauge is cached (an audit pass reads the whole ledger's index).
 AUDIT_TTL = 30.0
+#: Seconds the first scrape waits for the first read of the counts.
+FIRST_WAIT = 3.0
 
 
 class LedgerCollector(Collector):
@@ -41,18 +43,38 @@ class LedgerCollector(Collector):
         self._audit_at = -AUDIT_TTL
         self._by_code: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._cached_at = 0.0
+        self._refresher: threading.Thread | None = None
+        self._cached_at = -ttl
         self._cache: list[Metric] = []
 
     def collect(self) -> Iterator[Metric]:
+        """The latest counts at once. A stale cache is refreshed in a background thread, so
+        a scrape never waits on a large ledger (the first scrape waits up to
+        `FIRST_WAIT` seconds for the first read)."""
         with self._lock:
-            if time.monotonic() - self._cached_at > self.ttl:
-                try:
-                    self._cache = self._read()
-                except Exception:  # an unreachable database must not break /metrics
-                    self._cache = []
-                self._cached_at = time.monotonic()
-            yield from self._cache
+            stale = time.monotonic() - self._cached_at > self.ttl
+            start = stale and (self._refresher is None or not self._refresher.is_alive())
+            if start:
+                self._refresher = threading.Thread(
+                    target=self._refresh, name="tasktrail-metrics", daemon=True
+                )
+                self._refresher.start()
+            refresher = self._refresher
+            first = not self._cache
+        if first and refresher is not None:
+            refresher.join(timeout=FIRST_WAIT)
+        with self._lock:
+            cache = list(self._cache)
+        yield from cache
+
+    def _refresh(self) -> None:
+        try:
+            fresh = self._read()
+        except Exception:  # an unreachable database must not break /metrics
+            fresh = []
+        with self._lock:
+            self._cache = fresh
+            self._cached_at = time.monotonic()
 
     def _read(self) -> list[Metric]:
         t = tasks_table.c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -161,13 +162,18 @@ def test_metrics_and_healthz_describe_the_process(api: Api) -> None:
     assert health.json()["database"] == "ok"
     assert "delivery_backlog" in health.json()
     assert "last_auditor_pass_age_seconds" in health.json()
-    text = api.anonymous.get("/metrics").text
-    families = {f.name: f for f in text_string_to_metric_families(text)}
+    # Counts are refreshed in the background (a scrape never waits on a big ledger).
+    deadline = time.monotonic() + 15
+    while True:
+        text = api.anonymous.get("/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        tasks = families.get("tasktrail_tasks")
+        cron = {"status": "running", "runtime": "cron"}
+        if tasks and any(s.labels == cron and s.value == 1 for s in tasks.samples):
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.5)
     assert all(name.startswith("tasktrail_") for name in families)
-    tasks = families["tasktrail_tasks"]
-    assert any(
-        s.labels == {"status": "running", "runtime": "cron"} and s.value == 1 for s in tasks.samples
-    )
     latency = families["tasktrail_http_request_duration_seconds"]
     routes = {s.labels.get("route") for s in latency.samples}
     assert "/api/v1/tasks" in routes
