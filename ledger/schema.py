@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -169,8 +170,20 @@ class TaskRow(Base):
         Index("ix_tasks_cleanup_after", "cleanup_after"),
         #: Audit: unproven successes and ended records without `ended_at`, by seek.
         Index("ix_tasks_status_proof_ended", "status", "proof_required", "ended_at"),
-        Index("ix_tasks_parent", "parent_task_id"),
-        Index("ix_tasks_origin_ref", "origin_ref"),
+        # Partial: most tasks have no parent and no origin, and indexing their NULLs would
+        # cost every insert for nothing.
+        Index(
+            "ix_tasks_parent",
+            "parent_task_id",
+            sqlite_where=text("parent_task_id IS NOT NULL"),
+            postgresql_where=text("parent_task_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_tasks_origin_ref",
+            "origin_ref",
+            sqlite_where=text("origin_ref IS NOT NULL"),
+            postgresql_where=text("origin_ref IS NOT NULL"),
+        ),
         #: Chat boards (bot.chat.board): one index range per (scope, status), newest first;
         #: the trailing columns let the needs-attention filters run on the index alone.
         Index(
