@@ -241,6 +241,8 @@ def _insert_if_new(conn: Connection) -> Any:
         )
         _INSERT_IF_NEW[conn.dialect.name] = statement
     return statement
+
+
 _INSERT_ARTIFACT = insert(artifacts_table)
 _HEARTBEAT = update(tasks_table).where(
     T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
