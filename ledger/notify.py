@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from ledger.config import LedgerConfig
 from ledger.ids import short_id
@@ -240,11 +240,16 @@ def _enqueue_progress(
     )
 
 
+_SET_DELIVERY_STATUS = (
+    update(tasks_table)
+    .where(tasks_table.c.task_id == bindparam("_task_id"))
+    .values(delivery_status=bindparam("_value"))
+)
+
+
 def _set_delivery_status(conn: Connection, row: Mapping[str, Any], value: str) -> None:
-    conn.execute(
-        update(tasks_table)
-        .where(tasks_table.c.task_id == row["task_id"])
-        .values(delivery_status=value)
-    )
+    if row.get("delivery_status") == value:
+        return  # most tasks have no destination: no write on every finish for nothing
+    conn.execute(_SET_DELIVERY_STATUS, {"_task_id": row["task_id"], "_value": value})
     if isinstance(row, dict):  # the caller returns this row as the task's record
         row["delivery_status"] = value
