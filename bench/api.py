@@ -177,7 +177,12 @@ def rss(tasks: int, keep: str | None) -> None:
                 "/api/v1/tasks?limit=500",
                 "/healthz",
                 "/metrics",
+                "sleep",
+                "/metrics",
             ):
+                if path_ == "sleep":  # let the background refresh finish: a warm scrape
+                    time.sleep(30)
+                    continue
                 conn = http.client.HTTPConnection(host, int(port), timeout=120)
                 began = time.perf_counter()
                 conn.request("GET", path_, headers={"Authorization": f"Bearer {token}"})
