@@ -42,7 +42,21 @@ NAMING = {
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 #: Task ids compare bytewise on PostgreSQL too, so id-prefix lookups are index range scans.
-TaskId = String(32).with_variant(String(32, collation="C"), "postgresql")
+
+
+class TaskId(TypeDecorator[str]):
+    """VARCHAR(32), with the "C" collation on PostgreSQL (as the migration creates it).
+
+    A TypeDecorator rather than `with_variant(..., "postgresql")`, which would import the
+    PostgreSQL dialect into every SQLite ledger command at start-up."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(String(32, collation="C"))
+        return dialect.type_descriptor(String(32))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -101,7 +115,7 @@ def _reply_user(context: Any) -> str | None:
 class TaskRow(Base):
     __tablename__ = "tasks"
 
-    task_id: Mapped[str] = mapped_column(TaskId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(TaskId(), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(200))
     runtime: Mapped[str] = mapped_column(String(16))
     task_kind: Mapped[str | None] = mapped_column(String(64))
@@ -170,19 +184,18 @@ class TaskRow(Base):
         Index("ix_tasks_cleanup_after", "cleanup_after"),
         #: Audit: unproven successes and ended records without `ended_at`, by seek.
         Index("ix_tasks_status_proof_ended", "status", "proof_required", "ended_at"),
-        # Partial: most tasks have no parent and no origin, and indexing their NULLs would
-        # cost every insert for nothing.
+        # Partial on SQLite: most tasks have no parent and no origin, and indexing their
+        # NULLs would cost every insert for nothing. (Not on PostgreSQL: a postgresql_where
+        # here would import that dialect into every SQLite command at start-up.)
         Index(
             "ix_tasks_parent",
             "parent_task_id",
             sqlite_where=text("parent_task_id IS NOT NULL"),
-            postgresql_where=text("parent_task_id IS NOT NULL"),
         ),
         Index(
             "ix_tasks_origin_ref",
             "origin_ref",
             sqlite_where=text("origin_ref IS NOT NULL"),
-            postgresql_where=text("origin_ref IS NOT NULL"),
         ),
         #: Chat boards (bot.chat.board): one index range per (scope, status), newest first;
         #: the trailing columns let the needs-attention filters run on the index alone.

@@ -117,14 +117,12 @@ def upgrade() -> None:
             ["origin_ref"],
             unique=False,
             sqlite_where=sa.text("origin_ref IS NOT NULL"),
-            postgresql_where=sa.text("origin_ref IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_tasks_parent",
             ["parent_task_id"],
             unique=False,
             sqlite_where=sa.text("parent_task_id IS NOT NULL"),
-            postgresql_where=sa.text("parent_task_id IS NOT NULL"),
         )
         batch_op.create_index(
             "ix_tasks_requester_session", ["requester_session_key", "created_at"], unique=False
