@@ -301,18 +301,23 @@ def stamp_cleanup(
     return sorted(stamps), expired
 
 
-def _expired_query(now: datetime, limit: int | None = None) -> Any:
+def _expired_query(now: datetime, limit: int | None = None, after: datetime | None = None) -> Any:
     query = (
-        select(T.task_id)
+        select(T.task_id, T.cleanup_after)
         .where(T.cleanup_after < now, T.status.in_(_ENDED))
         .order_by(T.cleanup_after)
     )
+    if after is not None:
+        # Resume where the previous batch stopped: on PostgreSQL the index still holds the
+        # entries of rows just deleted (dead until vacuumed); rescanning them from the
+        # start every batch would make the prune quadratic.
+        query = query.where(T.cleanup_after >= after)
     return query.limit(limit) if limit is not None else query
 
 
 def expired_ids(engine: Engine, *, now: datetime) -> list[str]:
     with db.read(engine) as conn:
-        return list(conn.execute(_expired_query(now)).scalars())
+        return [row.task_id for row in conn.execute(_expired_query(now))]
 
 
 #: (batch size, pause in seconds) per database. SQLite has one writer at a time: short
@@ -338,6 +343,7 @@ def prune(
     pause = default_pause if pause is None else pause
     sqlite = engine.dialect.name == "sqlite"
     pruned: list[str] = []
+    after: datetime | None = None
     while limit is None or len(pruned) < limit:
         size = batch_size if limit is None else min(batch_size, limit - len(pruned))
         with db.write(engine) as conn:
@@ -345,9 +351,11 @@ def prune(
                 # Other writers' commits empty this connection's page cache before every
                 # batch; reading the file through mmap makes re-reading it cheap.
                 conn.exec_driver_sql(f"PRAGMA mmap_size = {_SQLITE_MMAP}")
-            ids = list(conn.execute(_expired_query(now, size)).scalars())
-            if not ids:
+            rows = conn.execute(_expired_query(now, size, after)).all()
+            if not rows:
                 break
+            ids = [row.task_id for row in rows]
+            after = rows[-1].cleanup_after
             delete_tasks(conn, ids)
         pruned.extend(ids)
         if sqlite:
