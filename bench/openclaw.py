@@ -27,7 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SAMPLES = Path(os.environ.get("TASKTRAIL_OPENCLAW_SAMPLES", "/work/shared/data/openclaw"))
+
+def _samples_dir() -> Path:
+    """The shared OpenClaw samples: $TASKTRAIL_OPENCLAW_SAMPLES, else `shared/` beside the
+    checkout (where CI puts it), else /work/shared."""
+    if os.environ.get("TASKTRAIL_OPENCLAW_SAMPLES"):
+        return Path(os.environ["TASKTRAIL_OPENCLAW_SAMPLES"])
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "openclaw"
+    return beside if beside.is_dir() else Path("/work/shared/data/openclaw")
+
+
+SAMPLES = _samples_dir()
 EMPTY = SAMPLES / "openclaw-2026.9.6-empty.sqlite"
 SAMPLE = SAMPLES / "openclaw-2026.9.6-1k-tasks.sqlite"
 TIME_COLUMNS = ("created_at", "started_at", "ended_at", "last_event_at", "cleanup_after")

@@ -14,7 +14,17 @@ from sqlalchemy import func, select
 from ledger import Ledger
 from ledger.schema import events_table, tasks_table
 
-SAMPLES = Path(os.environ.get("TASKTRAIL_OPENCLAW_SAMPLES", "/work/shared/data/openclaw"))
+
+def _samples_dir() -> Path:
+    """The shared OpenClaw samples: $TASKTRAIL_OPENCLAW_SAMPLES, else `shared/` beside the
+    checkout (where CI puts it), else /work/shared."""
+    if os.environ.get("TASKTRAIL_OPENCLAW_SAMPLES"):
+        return Path(os.environ["TASKTRAIL_OPENCLAW_SAMPLES"])
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "openclaw"
+    return beside if beside.is_dir() else Path("/work/shared/data/openclaw")
+
+
+SAMPLES = _samples_dir()
 SAMPLE_1K = SAMPLES / "openclaw-2026.9.6-1k-tasks.sqlite"
 SAMPLE_EMPTY = SAMPLES / "openclaw-2026.9.6-empty.sqlite"
 T = tasks_table.c
