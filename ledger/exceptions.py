@@ -7,6 +7,14 @@ The CLI, the HTTP API and the chat handlers translate these in one place each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
+
+from sqlalchemy.exc import DBAPIError
+
+#: What the database driver raises when the database is unreachable or refuses (not a
+#: `LedgerError`: nothing the ledger decided). Named here so outer layers can translate it
+#: (503) without importing SQLAlchemy.
+DatabaseError: TypeAlias = DBAPIError
 
 
 class LedgerError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ledger.audit import AuditReport
+    from ledger.boards import BoardData
     from ledger.importers.report import ImportReport
     from ledger.maintenance import MaintenanceReport
     from ledger.proof import ProofPass
     from ledger.reconcile import ReconcileReport
+    from ledger.stats import Health, LedgerCounts
     from ledger.track import TrackedTask
 
 
@@ -468,6 +470,70 @@ class Ledger:
             task_id = resolve_row(conn, task, tenant)["task_id"] if task else None
             rows = list_deliveries(conn, status=status, task_id=task_id, tenant=tenant, limit=limit)
         return tuple(delivery_from_row(r) for r in rows)
+
+    # -- read models for boards, metrics and health (ledger.boards, ledger.stats) -----------
+
+    def board(
+        self,
+        *,
+        tenant: str,
+        channel_key: str | None = None,
+        filter: str | None = None,
+        actor_key: str | None = None,
+        rows: int = 10,
+        count_cap: int = 10_000,
+    ) -> BoardData:
+        """The tasks a board shows (SPEC §10): the newest `rows` of each group plus counts
+        capped at `count_cap`; see `ledger.boards.board_data`."""
+        from ledger.boards import board_data
+
+        return board_data(
+            self.engine,
+            tenant=tenant,
+            channel_key=channel_key,
+            filter=filter,
+            actor_key=actor_key,
+            rows=rows,
+            count_cap=count_cap,
+        )
+
+    def counts(self) -> LedgerCounts:
+        """Tasks by status and runtime, deliveries by status (for `/metrics`)."""
+        from ledger.stats import counts
+
+        return counts(self.engine)
+
+    def health(self, *, now: datetime | None = None) -> Health:
+        """Backend, due delivery backlog and the last auditor pass (for `/healthz`); raises
+        the driver's error when the database does not answer."""
+        from ledger.stats import health
+
+        return health(self.engine, self._now(now))
+
+    def tenants(self) -> tuple[str, ...]:
+        """Every tenant that has a task, sorted."""
+        from ledger.stats import tenants
+
+        return tuple(tenants(self.engine))
+
+    def owned_task_ids(self, task_ids: Iterable[str], *, tenant: str) -> set[str]:
+        """The subset of `task_ids` that belongs to `tenant`."""
+        from ledger.stats import owned_task_ids
+
+        return owned_task_ids(self.engine, tenant, task_ids)
+
+    def followers(self, task_id: str) -> tuple[str, ...]:
+        """Addresses of the threads following task `task_id`, oldest first."""
+        from ledger.followers import followers_of
+
+        with db.read(self.engine) as conn:
+            return tuple(followers_of(conn, task_id))
+
+    def release_claims(self, worker_id: str) -> None:
+        """Hand back the unfinished deliveries `worker_id` holds (on shutdown)."""
+        from ledger.stats import release_claims
+
+        release_claims(self.engine, worker_id)
 
     # -- proof: are the claimed artifacts really there (ledger.proof) -----------------------
 
