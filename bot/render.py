@@ -17,20 +17,11 @@ from typing import Any
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound
 from markupsafe import Markup
 
+from bot.chat.board import ICONS
 from ledger.timeutil import humanize_age
 
 #: Surface name -> template directory inside the `templates` package.
 SURFACES: dict[str, str] = {"slack": "slack", "discord": "discord", "text": "text", "html": "web"}
-
-ICONS: dict[str, str] = {
-    "queued": "⏳",
-    "running": "🔄",
-    "succeeded": "✅",
-    "failed": "❌",
-    "timed_out": "⌛",
-    "cancelled": "🚫",
-    "lost": "👻",
-}
 
 _ZWSP = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -17,10 +17,8 @@ from typing import Any
 from bot.chat.board import Board, build_board
 from bot.chat.commands import HELP_LINE, Command, CommandError, Verb
 from bot.chat.permissions import Actor, Permissions
-from ledger import db
 from ledger.address import Address, parse_address
 from ledger.exceptions import LedgerError
-from ledger.followers import followers_of
 from ledger.ledger import Ledger
 from ledger.records import EventRecord, TaskRecord
 
@@ -236,8 +234,7 @@ class ChatService:
     def _unfollow_here(self, task: TaskRecord, actor: Actor, where: Address) -> int:
         """Remove the follower at `where`; from a channel (no thread), every follower thread
         of this task in that channel."""
-        with db.read(self.ledger.engine) as conn:
-            addresses = followers_of(conn, task.task_id)
+        addresses = self.ledger.followers(task.task_id)
         if where.thread is not None:
             chosen = [
                 a
