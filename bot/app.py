@@ -142,7 +142,7 @@ def build_app(
     """Build (do not start) the process: `http=False` is `tasktrail worker`."""
     if ledger is None:
         ledger = Ledger.connect(settings.database_url, settings.ledger, actor="serve")
-    metrics = Metrics(ledger.engine, audit=_audit_counts(ledger))
+    metrics = Metrics(ledger, audit=_audit_counts(ledger))
     renderer = build_renderer()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -175,7 +175,7 @@ def build_app(
         settings=settings,
         ledger=ledger,
         metrics=metrics,
-        auth=TokenAuth(ledger.engine, settings.api_tokens),
+        auth=TokenAuth(ledger, settings.api_tokens),
         open_board=settings.host in LOOPBACK_HOSTS,
     )
     api = None
@@ -333,31 +333,23 @@ async def _hold_gateway(app: App, adapter: Any, stop: asyncio.Event) -> None:
     advisory lock (on a connection of its own; the lock goes with the connection if this
     process dies) connects to the gateway, the others wait and take over. Every replica
     still sends notices over REST through the adapter's transport."""
-    from sqlalchemy import text
+    from ledger.locks import HeldLock
 
     engine = app.ledger.engine
     if engine.dialect.name != "postgresql":
         await _start_adapter(adapter)
         return
-    conn = await asyncio.to_thread(engine.connect)
+    lock = await asyncio.to_thread(HeldLock, engine, GATEWAY_LOCK_KEY)
     try:
         while not stop.is_set():
-
-            def try_lock() -> bool:
-                held = conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": GATEWAY_LOCK_KEY}
-                ).scalar()
-                conn.commit()
-                return bool(held)
-
-            if await asyncio.to_thread(try_lock):
+            if await asyncio.to_thread(lock.try_acquire):
                 log.info("this replica holds the Discord gateway connection")
                 await _start_adapter(adapter)
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GATEWAY_RETRY_SECONDS)
     finally:
-        await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(lock.close)
 
 
 async def _start_adapter(adapter: Any) -> None:
@@ -399,18 +391,7 @@ async def _drain(
 def _release_own_claims(app: App) -> None:
     """Hand back any delivery this process still holds, so another worker takes it now
     rather than when the claim lease runs out."""
-    from sqlalchemy import update
-
-    from ledger import db
-    from ledger.schema import deliveries_table
-
-    d = deliveries_table.c
     try:
-        with db.write(app.ledger.engine) as conn:
-            conn.execute(
-                update(deliveries_table)
-                .where(d.claimed_by == app.worker_id, d.status.in_(("pending", "retrying")))
-                .values(claimed_by=None, claim_expires_at=None)
-            )
+        app.ledger.release_claims(app.worker_id)
     except Exception:
         log.exception("could not release delivery claims")

@@ -46,8 +46,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
+from ledger.locks import try_advisory_lock
 from ledger.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -204,16 +203,8 @@ class Auditor:
         engine = self.ledger.engine
         if engine.dialect.name == "postgresql":
             key = lock_key(job.name)
-            with engine.connect() as conn:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                held = bool(
-                    conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-                )
-                try:
-                    yield held
-                finally:
-                    if held:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            with try_advisory_lock(engine, key) as held:
+                yield held
             return
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":

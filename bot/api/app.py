@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import exc, func, select, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.api.auth import TokenAuth, Unauthorized
@@ -22,13 +21,10 @@ from bot.api.metrics import Metrics
 from bot.api.routes import Writer, router
 from bot.settings import Settings
 from ledger import Ledger
-from ledger.exceptions import LedgerError
-from ledger.schema import deliveries_table, state_table
+from ledger.exceptions import DatabaseError, LedgerError
 
 #: Largest request body accepted (a 5,000-character label and a 100,000-character brief fit).
 MAX_BODY = 1024 * 1024
-#: Prefix of the ledger_state keys where the scheduled auditor records each completed pass.
-AUDITOR_KEY_PREFIX = "auditor:"
 
 
 @dataclass
@@ -191,8 +187,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    @app.exception_handler(exc.DBAPIError)
-    async def database(_request: Request, error: exc.DBAPIError) -> JSONResponse:
+    @app.exception_handler(DatabaseError)
+    async def database(_request: Request, error: DatabaseError) -> JSONResponse:
         first = str(error.orig).splitlines()[0] if error.orig else "database error"
         return JSONResponse(
             {"error": "database_unavailable", "message": first[:300]}, status_code=503
@@ -227,28 +223,13 @@ def _install_ops_routes(app: FastAPI, services: Services) -> None:
 
 
 def _health(services: Services) -> dict[str, Any]:
-    engine = services.ledger.engine
     now = services.ledger.clock()
-    d = deliveries_table.c
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-        backlog = conn.execute(
-            select(func.count()).where(
-                d.status.in_(("pending", "retrying")), d.next_attempt_at <= now
-            )
-        ).scalar_one()
-        last_pass = conn.execute(
-            select(func.max(state_table.c.updated_at)).where(
-                state_table.c.key.startswith(AUDITOR_KEY_PREFIX, autoescape=True)
-            )
-        ).scalar()
-        conn.rollback()
+    health = services.ledger.health(now=now)
+    age = health.last_auditor_pass_age(now)
     return {
         "status": "ok",
         "database": "ok",
-        "backend": engine.dialect.name,
-        "last_auditor_pass_age_seconds": (
-            round((now - last_pass).total_seconds(), 1) if last_pass is not None else None
-        ),
-        "delivery_backlog": int(backlog),
+        "backend": health.backend,
+        "last_auditor_pass_age_seconds": round(age, 1) if age is not None else None,
+        "delivery_backlog": health.delivery_backlog,
     }

@@ -7,8 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import Engine
-
+from ledger.ledger import Ledger
 from ledger.tokens import hash_secret, match_static, parse_static_tokens, tenant_for_secret
 
 
@@ -20,9 +19,9 @@ class Unauthorized(Exception):
 
 class TokenAuth:
     def __init__(
-        self, engine: Engine, static: tuple[tuple[str, str], ...] = (), ttl: float = 5.0
+        self, ledger: Ledger, static: tuple[tuple[str, str], ...] = (), ttl: float = 5.0
     ) -> None:
-        self.engine = engine
+        self.ledger = ledger
         self.static = parse_static_tokens(static)
         self.ttl = ttl
         self._cache: dict[str, tuple[float, str | None]] = {}
@@ -50,7 +49,7 @@ class TokenAuth:
             hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        tenant = tenant_for_secret(self.engine, secret)
+        tenant = tenant_for_secret(self.ledger.engine, secret)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -16,10 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
 
-from ledger import db
-from ledger.schema import deliveries_table, tasks_table
+from ledger.ledger import Ledger
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Seconds the audit findings gauge is cached (an audit pass reads the whole ledger's index).
@@ -33,11 +31,11 @@ class LedgerCollector(Collector):
 
     def __init__(
         self,
-        engine: Engine,
+        ledger: Ledger,
         audit: Callable[[], dict[str, int]] | None = None,
         ttl: float = 5.0,
     ) -> None:
-        self.engine = engine
+        self.ledger = ledger
         self.audit = audit
         self.ttl = ttl
         self._audit_at = -AUDIT_TTL
@@ -77,8 +75,6 @@ class LedgerCollector(Collector):
             self._cached_at = time.monotonic()
 
     def _read(self) -> list[Metric]:
-        t = tasks_table.c
-        d = deliveries_table.c
         tasks = GaugeMetricFamily(
             "tasktrail_tasks",
             "Tasks in the ledger by status and runtime",
@@ -90,13 +86,11 @@ class LedgerCollector(Collector):
         findings = GaugeMetricFamily(
             "tasktrail_audit_findings", "Findings of the last auditor pass by code", labels=["code"]
         )
-        with db.read(self.engine) as conn:
-            for status, runtime, count in conn.execute(
-                select(t.status, t.runtime, func.count()).group_by(t.status, t.runtime)
-            ):
-                tasks.add_metric([status, runtime], count)
-            for status, count in conn.execute(select(d.status, func.count()).group_by(d.status)):
-                deliveries.add_metric([status], count)
+        counts = self.ledger.counts()
+        for task in counts.tasks:
+            tasks.add_metric([task.status, task.runtime], task.count)
+        for delivery in counts.deliveries:
+            deliveries.add_metric([delivery.status], delivery.count)
         if self.audit is not None and time.monotonic() - self._audit_at > AUDIT_TTL:
             self._by_code = self.audit()
             self._audit_at = time.monotonic()
@@ -109,7 +103,7 @@ class Metrics:
     """The registry of one process plus the in-process instruments."""
 
     def __init__(
-        self, engine: Engine | None = None, audit: Callable[[], dict[str, int]] | None = None
+        self, ledger: Ledger | None = None, audit: Callable[[], dict[str, int]] | None = None
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.request_latency = Histogram(
@@ -138,8 +132,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        if engine is not None:
-            self.registry.register(LedgerCollector(engine, audit))
+        if ledger is not None:
+            self.registry.register(LedgerCollector(ledger, audit))
 
     def record_delivery(
         self, platform: str, outcome: str, seconds: float | None = None, *, permanent: bool = False

@@ -288,21 +288,4 @@ def maintenance(tenant: Tenant, ledger: LedgerDep, body: MaintenanceRequest | No
 
 
 def _owned_ids(ledger: Ledger, tenant: str, ids: set[str]) -> set[str]:
-    from sqlalchemy import select
-
-    from ledger import db
-    from ledger.schema import tasks_table
-
-    owned: set[str] = set()
-    pending = sorted(ids)
-    with db.read(ledger.engine) as conn:
-        for start in range(0, len(pending), 500):
-            chunk = pending[start : start + 500]
-            owned.update(
-                conn.execute(
-                    select(tasks_table.c.task_id).where(
-                        tasks_table.c.task_id.in_(chunk), tasks_table.c.tenant == tenant
-                    )
-                ).scalars()
-            )
-    return owned
+    return ledger.owned_task_ids(ids, tenant=tenant)

@@ -16,14 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from bot.api.app import Services
 from bot.api.auth import Unauthorized
 from bot.web.render import render_html
-from ledger import db
 from ledger.exceptions import LedgerError
-from ledger.schema import tasks_table
 from ledger.status import Runtime, Status
 from ledger.timeutil import humanize_age, isoformat
 
@@ -45,10 +42,7 @@ class _TenantCache:
     def get(self, services: Services) -> list[str]:
         with self._lock:
             if time.monotonic() - self._at > 30:
-                with db.read(services.ledger.engine) as conn:
-                    self._tenants = sorted(
-                        conn.execute(select(tasks_table.c.tenant).distinct()).scalars()
-                    )
+                self._tenants = list(services.ledger.tenants())
                 self._at = time.monotonic()
             return list(self._tenants)
 
