@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,14 +128,24 @@ def _translate(error: exc.DBAPIError) -> DatabaseBusy | None:
     return None
 
 
+_WRITERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def _writer(engine: Engine) -> Engine:
+    """The engine with the write option set once (sharing its pool), rather than setting it
+    on every connection: this runs for every write transaction."""
+    writer = _WRITERS.get(engine)
+    if writer is None:
+        writer = _WRITERS[engine] = engine.execution_options(**{_WRITE: True})
+    return writer
+
+
 @contextlib.contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
     """A write transaction: takes the write lock at BEGIN on SQLite; commits on exit."""
     try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+        with _writer(engine).connect() as conn, conn.begin():
+            yield conn
     except exc.DBAPIError as error:
         busy = _translate(error)
         if busy is not None:
