@@ -446,9 +446,7 @@ def check_inconsistent(
     recent = now - config.stale_running - config.audit_interval
     # The newest status-bearing event (refusals carry the refused status: skipped), found
     # by walking the (task_id, seq) index backwards: one probe per task in scope.
-    # On PostgreSQL tasks.task_id is collated "C" and task_events.task_id is not: compare
-    # in the events' collation, or the (task_id, seq) index cannot serve the probe.
-    outer_id = T.task_id.collate("default") if conn.dialect.name == "postgresql" else T.task_id
+    outer_id = T.task_id
     event_status = (
         select(E.to_status)
         .where(

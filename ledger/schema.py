@@ -127,7 +127,7 @@ class TaskRow(Base):
     source_id: Mapped[str | None] = mapped_column(String(255))
     child_session_key: Mapped[str | None] = mapped_column(String(512))
     requester_session_key: Mapped[str | None] = mapped_column(String(512))
-    parent_task_id: Mapped[str | None] = mapped_column(String(32))
+    parent_task_id: Mapped[str | None] = mapped_column(TaskId())
     #: Address string (ledger.address); parsed into a dict in records.
     reply_to: Mapped[str | None] = mapped_column(String(300))
     notify_policy: Mapped[str] = mapped_column(String(16))
@@ -235,9 +235,7 @@ class EventRow(Base):
     __tablename__ = "task_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    task_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("tasks.task_id", ondelete="CASCADE")
-    )
+    task_id: Mapped[str] = mapped_column(TaskId(), ForeignKey("tasks.task_id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
@@ -253,9 +251,7 @@ class ArtifactRow(Base):
     __tablename__ = "artifacts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    task_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("tasks.task_id", ondelete="CASCADE")
-    )
+    task_id: Mapped[str] = mapped_column(TaskId(), ForeignKey("tasks.task_id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(Text)
     #: Proof expectations as JSON text ({expect_status, expect_text, ...}); NULL: none.
@@ -281,7 +277,7 @@ class DeliveryRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     #: NULL for notices that are not about one task (audit digests).
     task_id: Mapped[str | None] = mapped_column(
-        String(32), ForeignKey("tasks.task_id", ondelete="CASCADE")
+        TaskId(), ForeignKey("tasks.task_id", ondelete="CASCADE")
     )
     tenant: Mapped[str] = mapped_column(String(200))
     #: started, progress, terminal, correction, proof, audit_digest
@@ -322,9 +318,7 @@ class FollowerRow(Base):
     __tablename__ = "followers"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    task_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("tasks.task_id", ondelete="CASCADE")
-    )
+    task_id: Mapped[str] = mapped_column(TaskId(), ForeignKey("tasks.task_id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(300))
     #: platform:workspace/channel, to find the tasks followed from one channel.
     channel_key: Mapped[str] = mapped_column(String(300))
