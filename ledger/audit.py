@@ -26,6 +26,7 @@ from ledger.config import LedgerConfig
 from ledger.ids import short_id
 from ledger.reconcile import read_state, write_state
 from ledger.schema import deliveries_table, events_table, state_table, tasks_table
+from ledger.stats import AUDITOR_KEY_PREFIX as AUDITOR_KEY
 from ledger.status import ACTIVE, ENDED, TERMINAL, EventKind, Status
 from ledger.timeutil import humanize_age, isoformat, parse_iso
 
@@ -51,7 +52,6 @@ CODES: dict[str, str] = {
 }
 
 #: ledger_state key prefix under which the scheduled auditor records its passes.
-AUDITOR_KEY = "auditor:"
 DIGEST_KEY = "audit:digest"
 
 _ACTIVE = [s.value for s in ACTIVE]

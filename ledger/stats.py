@@ -14,6 +14,7 @@ from ledger import db
 from ledger.schema import deliveries_table, state_table, tasks_table
 
 #: Prefix of the ledger_state keys where the scheduled auditor records each completed pass.
+#: `ledger_state` keys of the scheduled auditor's pass records (written by ledger.audit).
 AUDITOR_KEY_PREFIX = "auditor:"
 #: Ids per `IN (...)` list when checking ownership of many tasks.
 _CHUNK = 500
