@@ -84,7 +84,7 @@ def bump(
     """
     version = row["version"]
     new_values = dict(values)
-    if "reply_to" in new_values:  # keep the derived board columns in step (schema.TaskRow)
+    if "reply_to" in new_values:  # keep the derived reply_channel / reply_user in step
         new_values.update(reply_columns(new_values["reply_to"]))
     new_values["version"] = version + 1
     new_values.setdefault("last_event_at", max(now, row["last_event_at"]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from ledger.schema import Base
+from ledger.schema import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through ledger.migrate.upgrade(), which passes a connection")

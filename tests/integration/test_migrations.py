@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 from ledger import Ledger
 from ledger.db import current_revision, make_engine
 from ledger.migrate import head_revision
-from ledger.schema import SCHEMA_REVISION, Base
+from ledger.schema import SCHEMA_REVISION, metadata
 
 
 def test_the_code_expects_the_newest_migration() -> None:
@@ -25,7 +25,7 @@ def test_migrations_produce_exactly_the_models_schema(empty_db_url: str) -> None
         assert current_revision(ledger.engine) == SCHEMA_REVISION
         with ledger.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            differences = compare_metadata(context, Base.metadata)
+            differences = compare_metadata(context, metadata)
         assert differences == []
     finally:
         ledger.close()
