@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,10 +109,45 @@ def _sqlite_engine(url: str, database: str, config: LedgerConfig) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # Straight to the driver: this runs for every transaction, and going through
         # exec_driver_sql costs as much as one of the ledger's own statements.
-        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
-        conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+        dbapi_connection = conn.connection.dbapi_connection
+        if conn.get_execution_options().get(_WRITE):
+            _begin_immediate(dbapi_connection, busy_seconds)
+        else:
+            dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
 
     return engine
+
+
+#: How often a writer waiting for SQLite's write lock tries again (seconds, doubling up to
+#: the second value).
+_LOCK_POLL = (0.0005, 0.004)
+
+
+def _begin_immediate(dbapi_connection: Any, busy_seconds: float) -> None:
+    """`BEGIN IMMEDIATE`, polling for the write lock every few milliseconds.
+
+    SQLite's own busy handler sleeps in growing steps of up to 100 ms, so a writer queued
+    behind a batch of maintenance could sleep on long after the lock was free; polling here
+    lets it in within a few milliseconds of the release. The handler is off only for the
+    BEGIN; statements after it keep the connection's normal busy timeout."""
+    deadline = time.monotonic() + busy_seconds
+    delay, longest = _LOCK_POLL
+    dbapi_connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                message = str(error)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, longest)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(busy_seconds * 1000)}")
 
 
 def _translate(error: exc.DBAPIError) -> DatabaseBusy | None:
