@@ -69,6 +69,9 @@ class TaskEvent(Strict):
     value: str | None = Field(default=None, max_length=8192)
     expect_status: int | None = Field(default=None, ge=100, le=599)
     expect_text: str | None = Field(default=None, max_length=8192)
+    #: Further proof expectations for an artifact: forbid_text, expect_header, sha256,
+    #: max_age, exists, repo, branch (validated by the ledger, errors name `proof.KEY`).
+    proof: dict[str, str | int | bool | list[str]] | None = None
 
 
 class CancelRequest(Strict):

@@ -212,6 +212,7 @@ def _apply_event(ledger: Ledger, ref: str, body: TaskEvent, tenant: str) -> Task
             value=body.value or "",
             expect_status=body.expect_status,
             expect_text=body.expect_text,
+            proof=body.proof,
             tenant=tenant,
             actor=actor,
         )

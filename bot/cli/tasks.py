@@ -221,22 +221,36 @@ def finish_cmd(
 @click.argument("ref")
 @click.option("--kind", type=click.Choice(ARTIFACT_KINDS), required=True)
 @click.option("--value", required=True, help="Commit sha, URL, file path, build or deploy URL.")
-@click.option("--expect-status", type=click.IntRange(100, 599))
-@click.option("--expect-text")
+@click.option("--expect-status", type=click.IntRange(100, 599), help="URL: HTTP status.")
+@click.option("--expect-text", help="URL or file: text that must appear.")
+@click.option("--forbid-text", help="URL or file: text that must not appear.")
+@click.option("--expect-header", metavar="'NAME: VALUE'", help="URL: a response header.")
+@click.option("--sha256", help="File: its SHA-256 (hex).")
+@click.option("--max-age", metavar="DURATION", help="File: modified at most this long ago.")
+@click.option("--repo", metavar="PATH", help="Commit: the repository to look in.")
+@click.option("--branch", help="Commit: a branch the commit must be on.")
 @json_option
 @pass_ctx
 def artifact_cmd(
     obj: Context,
+    /,
     ref: str,
     kind: str,
     value: str,
     expect_status: int | None,
     expect_text: str | None,
     as_json: bool,
+    **more: str | None,
 ) -> None:
-    """Attach an artifact, optionally with proof expectations."""
+    """Attach an artifact, optionally with proof expectations the scheduler checks."""
+    proof = {key: text for key, text in more.items() if text is not None}
     task = obj.ledger.add_artifact(
-        ref, kind=kind, value=value, expect_status=expect_status, expect_text=expect_text
+        ref,
+        kind=kind,
+        value=value,
+        expect_status=expect_status,
+        expect_text=expect_text,
+        proof=proof or None,
     )
     _print_one(obj, task.task_id, as_json, "artifact added to")
 

@@ -168,3 +168,38 @@ def test_show_resolves_every_kind_of_ref(db_url: str, ref_kind: str) -> None:
         "session": "agent:main:acp:9",
     }[ref_kind]
     assert as_json(db_url, "show", ref)["task"]["task_id"] == task["task_id"]
+
+
+def test_artifact_takes_every_proof_expectation_and_proof_check_verifies_a_commit(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.test", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "deploy"], check=True)
+    sha = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    task_id = as_json(sqlite_url, "create", "--runtime", "cli", "--label", "publish")["task"][
+        "task_id"
+    ]
+    run(sqlite_url, "artifact", task_id, "--kind", "commit", "--value", sha, "--repo", str(repo))
+    bad = run(
+        sqlite_url,
+        "artifact",
+        task_id,
+        "--kind",
+        "file",
+        "--value",
+        str(repo / "x"),
+        "--sha256",
+        "nothex",
+        check=2,
+    )
+    assert "proof.sha256" in bad.stderr
+    checked = run(sqlite_url, "proof", "check", task_id)
+    assert "verified" in checked.stdout
+    shown = as_json(sqlite_url, "show", task_id)["task"]
+    assert [a["kind"] for a in shown["artifacts"]] == ["commit"]
+    assert shown["artifacts"][0]["proof"] == {"repo": str(repo)}
+    assert shown["artifacts"][0]["proof_status"] == "verified"

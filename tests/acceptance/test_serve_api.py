@@ -82,8 +82,11 @@ def test_create_is_idempotent_on_run_id_and_events_drive_the_task(api: Api) -> N
     assert done["task"]["status"] == "succeeded"
     assert done["task"]["terminal_summary"] == "deployed"
     assert [a["value"] for a in done["task"]["artifacts"]] == ["abc1234"]
-    assert [e["kind"] for e in done["events"]][:2] == ["created", "progress"] or "created" in [
-        e["kind"] for e in done["events"]
+    assert [e["kind"] for e in done["events"]] == [
+        "created",
+        "progress",
+        "artifact_added",
+        "finished",
     ]
 
     refused = api.acme.post(f"/api/v1/tasks/{ref}/events", json={"type": "fail"})
@@ -112,6 +115,31 @@ def test_bad_bodies_are_refused_with_422_naming_the_field(api: Api) -> None:
     task = api.acme.post("/api/v1/tasks", json={"runtime": "cli", "label": "x"}).json()["task"]
     progress = api.acme.post(f"/api/v1/tasks/{task['task_id']}/events", json={"type": "progress"})
     assert (progress.status_code, progress.json()["field"]) == (422, "text")
+    bad_proof = api.acme.post(
+        f"/api/v1/tasks/{task['task_id']}/events",
+        json={
+            "type": "artifact",
+            "kind": "file",
+            "value": "/srv/out.tar",
+            "proof": {"sha256": "x"},
+        },
+    )
+    assert (bad_proof.status_code, bad_proof.json()["field"]) == (422, "proof.sha256")
+    good_proof = api.acme.post(
+        f"/api/v1/tasks/{task['task_id']}/events",
+        json={
+            "type": "artifact",
+            "kind": "url",
+            "value": "https://shop.example.test/",
+            "proof": {"forbid_text": "Out of stock", "expect_header": "Cache-Control: public"},
+        },
+    )
+    assert good_proof.status_code == 200, good_proof.text
+    shown = api.acme.get(f"/api/v1/tasks/{task['task_id']}").json()["task"]
+    assert shown["artifacts"][-1]["proof"] == {
+        "forbid_text": "Out of stock",
+        "expect_header": "Cache-Control: public",
+    }
     not_json = api.acme.post(
         "/api/v1/tasks", content=b"{nope", headers={"Content-Type": "application/json"}
     )
