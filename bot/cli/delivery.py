@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
 from bot.cli.main import Context
 from bot.cli.output import emit_json
 from ledger.exceptions import InvalidInput, LedgerError
-from ledger.records import DeliveryRecord
+from ledger.records import DeliveryRecord, TaskRecord
 from ledger.timeutil import isoformat
 
 DELIVERY_STATUSES = ["pending", "retrying", "delivered", "failed", "dismissed", "superseded"]
@@ -18,29 +19,47 @@ DELIVERY_STATUSES = ["pending", "retrying", "delivered", "failed", "dismissed", 
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.command("retry")
-@click.argument("refs", nargs=-1, required=True, metavar="REF...")
-@pass_ctx
-def retry_cmd(obj: Context, refs: tuple[str, ...]) -> None:
-    """Re-queue the failed deliveries of each task (new generation, new key)."""
+def _for_each_task(
+    refs: tuple[str, ...],
+    act: Callable[[str], tuple[TaskRecord, TaskRecord]],
+    report: Callable[[TaskRecord, TaskRecord], str],
+) -> None:
+    """Run `act` on every REF (each returns the task before and after), print one line per
+    task; an error on one REF is reported and the others still run (exit 1 at the end)."""
     errors = 0
     for ref in refs:
         try:
-            before = obj.ledger.get(ref, details=True)
-            failed = sum(1 for d in before.deliveries if d.status == "failed")
-            task = obj.ledger.retry(ref)
+            before, after = act(ref)
         except InvalidInput:
             raise
         except LedgerError as error:
             click.echo(f"error: {error}", err=True)
             errors += 1
             continue
-        if failed:
-            click.echo(f"re-queued {failed} failed deliveries of {task.task_id}")
-        else:
-            click.echo(f"{task.task_id} has no failed deliveries (delivery {task.delivery_status})")
+        click.echo(report(before, after))
     if errors:
         sys.exit(1)
+
+
+def _failed(task: TaskRecord) -> int:
+    return sum(1 for d in task.deliveries if d.status == "failed")
+
+
+@click.command("retry")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@pass_ctx
+def retry_cmd(obj: Context, refs: tuple[str, ...]) -> None:
+    """Re-queue the failed deliveries of each task (new generation, new key)."""
+
+    def act(ref: str) -> tuple[TaskRecord, TaskRecord]:
+        return obj.ledger.get(ref, details=True), obj.ledger.retry(ref)
+
+    def report(before: TaskRecord, task: TaskRecord) -> str:
+        if _failed(before):
+            return f"re-queued {_failed(before)} failed deliveries of {task.task_id}"
+        return f"{task.task_id} has no failed deliveries (delivery {task.delivery_status})"
+
+    _for_each_task(refs, act, report)
 
 
 @click.command("dismiss")
@@ -48,29 +67,21 @@ def retry_cmd(obj: Context, refs: tuple[str, ...]) -> None:
 @pass_ctx
 def dismiss_cmd(obj: Context, refs: tuple[str, ...]) -> None:
     """Mark each task's failed deliveries handled; acknowledge a lost task (it stays lost)."""
-    errors = 0
-    for ref in refs:
-        try:
-            before = obj.ledger.get(ref, details=True)
-            failed = sum(1 for d in before.deliveries if d.status == "failed")
-            task = obj.ledger.dismiss(ref)
-        except InvalidInput:
-            raise
-        except LedgerError as error:
-            click.echo(f"error: {error}", err=True)
-            errors += 1
-            continue
+
+    def act(ref: str) -> tuple[TaskRecord, TaskRecord]:
+        return obj.ledger.get(ref, details=True), obj.ledger.dismiss(ref)
+
+    def report(before: TaskRecord, task: TaskRecord) -> str:
         done = []
-        if failed:
-            done.append(f"dismissed {failed} failed deliveries")
+        if _failed(before):
+            done.append(f"dismissed {_failed(before)} failed deliveries")
         if task.status == "lost" and before.acknowledged_at is None and task.acknowledged_at:
             done.append("acknowledged the lost verdict")
         if done:
-            click.echo(f"{task.task_id}: " + "; ".join(done))
-        else:
-            click.echo(f"{task.task_id}: nothing to dismiss")
-    if errors:
-        sys.exit(1)
+            return f"{task.task_id}: " + "; ".join(done)
+        return f"{task.task_id}: nothing to dismiss"
+
+    _for_each_task(refs, act, report)
 
 
 @click.command("deliveries")
