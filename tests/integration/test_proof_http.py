@@ -22,8 +22,10 @@ PAGE = '<html><head><link rel="canonical" href="/p"></head><body>hello</body></h
 
 @pytest.fixture
 def config() -> LedgerConfig:
+    # Long enough that a slow moment on a busy CI machine cannot fail a good page (0.5 s
+    # did, once in several full runs), short enough for the hanging-server test.
     return LedgerConfig(
-        proof_timeout=timedelta(seconds=0.5),
+        proof_timeout=timedelta(seconds=2),
         proof_max_redirects=3,
         proof_max_bytes=64 * 1024,
     )
@@ -115,7 +117,7 @@ def test_without_an_expected_status_any_2xx_passes_and_a_404_does_not(
     site.page("/created", "made", status=201)
     _, created = checked(ledger, site.url("/created"), expect_text="made")
     _, missing = checked(ledger, site.url("/nowhere"), expect_text="made")
-    assert created.proof_status == "verified"
+    assert created.proof_status == "verified", created.detail
     assert missing.detail == "404 (expected 2xx), 'made' missing"
 
 
@@ -125,9 +127,9 @@ def test_a_hanging_server_times_out_within_the_per_check_timeout(
     site.page("/hang", PAGE, delay=30)
     started = time.monotonic()
     _, artifact = checked(ledger, site.url("/hang"), expect_text="canonical")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
     assert artifact.proof_status == "failed"
-    assert artifact.detail == "timed out after 0.5s"
+    assert artifact.detail == "timed out after 2s"
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
