@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import db
 from ledger.address import parse_address
@@ -37,9 +36,8 @@ def follow_task(
     where = parse_address(address, "address")
     with db.write(engine) as conn:
         row = resolve_row(conn, ref, tenant)
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         added = conn.execute(
-            insert(followers_table)
+            db.dialect_insert(conn, followers_table)
             .values(
                 task_id=row["task_id"],
                 address=str(where),

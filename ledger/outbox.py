@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from ledger import db
 from ledger.address import parse_address
 from ledger.config import LedgerConfig
 from ledger.schema import deliveries_table, tasks_table
@@ -56,9 +56,8 @@ def enqueue_notice(
         "updated_at": now,
         "delivered_at": None,
     }
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(deliveries_table)
+        db.dialect_insert(conn, deliveries_table)
         .values(values)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(deliveries_table.c.id)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import db
 from ledger.exceptions import InvalidInput
@@ -284,8 +283,7 @@ def record_cron_run(
         "recorded_at": now,
     }
     with db.write(engine) as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(cron_runs_table).values(values)
+        statement = db.dialect_insert(conn, cron_runs_table).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=["tenant", "run_id"],
             set_={

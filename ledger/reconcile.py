@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import db
 from ledger.config import LedgerConfig
@@ -86,8 +85,7 @@ def read_state(conn: Connection, key: str) -> str | None:
 
 
 def write_state(conn: Connection, key: str, value: str, now: datetime) -> None:
-    insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert_(state_table).values(key=key, value=value, updated_at=now)
+    statement = db.dialect_insert(conn, state_table).values(key=key, value=value, updated_at=now)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["key"], set_={"value": value, "updated_at": now}
