@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, or_, 
 
 from ledger.exceptions import AmbiguousRef, InvalidInput, TaskNotFound
 from ledger.ids import ALPHABET, MIN_PREFIX
+from ledger.prepared import Prepared
 from ledger.records import Page, task_from_row
 from ledger.schema import tasks_table
 from ledger.status import Runtime, Status, parse_enum
@@ -20,19 +21,14 @@ _MAX_CANDIDATES = 11
 
 
 _BY_ID = select(tasks_table).where(T.task_id == bindparam("task_id"))
-_BY_ID_IN_TENANT = _BY_ID.where(T.tenant == bindparam("tenant"))
+_FETCH = Prepared(_BY_ID)
+_FETCH_IN_TENANT = Prepared(_BY_ID.where(T.tenant == bindparam("tenant")))
 
 
 def fetch_row(conn: Connection, task_id: str, tenant: str | None = None) -> dict[str, Any] | None:
     if tenant is None:
-        row = conn.execute(_BY_ID, {"task_id": task_id}).mappings().first()
-    else:
-        row = (
-            conn.execute(_BY_ID_IN_TENANT, {"task_id": task_id, "tenant": tenant})
-            .mappings()
-            .first()
-        )
-    return dict(row) if row is not None else None
+        return _FETCH.first(conn, {"task_id": task_id})
+    return _FETCH_IN_TENANT.first(conn, {"task_id": task_id, "tenant": tenant})
 
 
 def _scoped(query: Select[Any], tenant: str | None) -> Select[Any]:

@@ -21,8 +21,9 @@ from ledger.config import LedgerConfig
 from ledger.exceptions import ConcurrentUpdate, IllegalTransition, InvalidInput, TaskNotFound
 from ledger.ids import new_task_id
 from ledger.lookup import fetch_row, resolve_row
+from ledger.prepared import Prepared
 from ledger.records import TaskRecord, task_from_row
-from ledger.schema import artifacts_table, tasks_table
+from ledger.schema import artifacts_table, reply_columns, tasks_table
 from ledger.status import (
     FINISH_STATUSES,
     ArtifactKind,
@@ -169,6 +170,7 @@ def create_task(
             "requester_session_key": requester_session_key,
             "parent_task_id": parent_row["task_id"] if parent_row else None,
             "reply_to": address,
+            **reply_columns(address),
             "notify_policy": policy,
             "delivery_status": "pending"
             if (address and policy != NotifyPolicy.SILENT)
@@ -203,9 +205,9 @@ def create_task(
             values["heartbeat_at"] = now
             values["lease_expires_at"] = lease_expiry(values, config, now)
         if run_id is None:
-            conn.execute(_INSERT_TASK, values)
+            _INSERT_TASK.rowcount(conn, values)
         else:
-            inserted = conn.execute(_insert_if_new(conn), values).first()
+            inserted = _insert_if_new(conn).first(conn, values)
             if inserted is None:
                 return _merge_existing(conn, tenant, run_id, values, now=now, actor=actor)
         write_event(
@@ -225,16 +227,16 @@ def create_task(
         return task_from_row(values)
 
 
-_INSERT_TASK = insert(tasks_table)
+_INSERT_TASK = Prepared(insert(tasks_table))
 #: INSERT .. ON CONFLICT (tenant, run_id) DO NOTHING RETURNING task_id, built once per dialect:
 #: a returned row means we inserted (rowcount is not reliable for it on psycopg).
-_INSERT_IF_NEW: dict[str, Any] = {}
+_INSERT_IF_NEW: dict[str, Prepared] = {}
 
 
-def _insert_if_new(conn: Connection) -> Any:
+def _insert_if_new(conn: Connection) -> Prepared:
     statement = _INSERT_IF_NEW.get(conn.dialect.name)
     if statement is None:
-        statement = (
+        statement = Prepared(
             db.dialect_insert(conn, tasks_table)
             .on_conflict_do_nothing(index_elements=["tenant", "run_id"])
             .returning(T.task_id)
@@ -244,8 +246,10 @@ def _insert_if_new(conn: Connection) -> Any:
 
 
 _INSERT_ARTIFACT = insert(artifacts_table)
-_HEARTBEAT = update(tasks_table).where(
-    T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+_HEARTBEAT = Prepared(
+    update(tasks_table).where(
+        T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+    )
 )
 
 
@@ -342,10 +346,10 @@ def heartbeat_task(
             "lease_expires_at": lease_expiry(row, config, now),
             "last_event_at": max(now, row["last_event_at"]),
         }
-        result = conn.execute(
-            _HEARTBEAT, {**values, "_task_id": row["task_id"], "_version": row["version"]}
+        changed = _HEARTBEAT.rowcount(
+            conn, {**values, "_task_id": row["task_id"], "_version": row["version"]}
         )
-        if result.rowcount != 1:
+        if changed != 1:
             return None
         return {**row, **values}
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, update
 
 from ledger.config import LedgerConfig
+from ledger.prepared import Prepared
 from ledger.schema import events_table, reply_columns, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
 
@@ -22,9 +23,11 @@ T = tasks_table.c
 
 # Statements are built once; values travel as parameters, so SQLAlchemy compiles each shape
 # once and per-event writes cost one round trip each (CONVENTIONS: hot paths in Core).
-_INSERT_EVENT = insert(events_table)
-_CAS_UPDATE = update(tasks_table).where(
-    T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+_INSERT_EVENT = Prepared(insert(events_table))
+_CAS_UPDATE = Prepared(
+    update(tasks_table).where(
+        T.task_id == bindparam("_task_id"), T.version == bindparam("_version")
+    )
 )
 
 
@@ -50,8 +53,8 @@ def write_event(
     actor: str | None = None,
     summary: str | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.rowcount(
+        conn,
         {
             "task_id": task_id,
             "seq": seq,
@@ -88,10 +91,10 @@ def bump(
         new_values.update(reply_columns(new_values["reply_to"]))
     new_values["version"] = version + 1
     new_values.setdefault("last_event_at", max(now, row["last_event_at"]))
-    result = conn.execute(
-        _CAS_UPDATE, {**new_values, "_task_id": row["task_id"], "_version": version}
+    changed = _CAS_UPDATE.rowcount(
+        conn, {**new_values, "_task_id": row["task_id"], "_version": version}
     )
-    if result.rowcount != 1:
+    if changed != 1:
         return None
     write_event(
         conn,
