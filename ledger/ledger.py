@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,14 @@ class Ledger:
 
     def _now(self, now: datetime | None) -> datetime:
         return now if now is not None else self.clock()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several writes on this thread as one transaction with one commit: each
+        operation inside is its own savepoint, so one that raises (e.g. `IllegalTransition`)
+        undoes only its own changes, and nothing is durable until the block exits."""
+        with db.batch(self.engine):
+            yield
 
     # -- producers -------------------------------------------------------------------------
 
