@@ -278,8 +278,10 @@ async def run_app(
     if app.api is not None:
         import uvicorn
 
+        from bot.api.fastpath import ProducerFastPath
+
         config = uvicorn.Config(
-            app.api,
+            ProducerFastPath(app.api, app.services.metrics),
             host=host,
             port=port,
             log_level="warning",
@@ -372,6 +374,9 @@ async def _drain(
         server.should_exit = True
         with contextlib.suppress(Exception):
             await server_task
+    # Requests still waiting on the writer were answered before uvicorn let go of them;
+    # stop its thread so nothing writes after the drain.
+    await asyncio.to_thread(app.services.writer.close)
     worker_stop.set()
     if app.scheduler is not None:
         with contextlib.suppress(Exception):

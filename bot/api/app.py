@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.api.auth import TokenAuth, Unauthorized
 from bot.api.metrics import Metrics
-from bot.api.routes import Writer, router
+from bot.api.routes import router
+from bot.api.writer import Writer
 from bot.settings import Settings
 from ledger import Ledger
 from ledger.exceptions import DatabaseError, LedgerError
@@ -40,7 +41,7 @@ class Services:
     #: Extra health details from running components (workers, adapters).
     health_extras: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
     draining: bool = False
-    #: Serializes API writes on SQLite (see `bot.api.routes.Writer`).
+    #: Runs the API's writes (batched on SQLite; see `bot.api.writer`).
     writer: Writer = field(init=False)
 
     def __post_init__(self) -> None:

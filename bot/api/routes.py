@@ -3,9 +3,6 @@ so another tenant's task answers exactly like a missing one (404)."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,6 +17,7 @@ from bot.api.models import (
     TaskEvent,
     TaskListDocument,
 )
+from bot.api.writer import Writer
 from ledger import Ledger
 from ledger.exceptions import InvalidInput, PermissionDenied
 from ledger.records import TaskRecord
@@ -47,25 +45,18 @@ async def ledger_of(request: Request) -> Ledger:
 
 
 async def writer_of(request: Request) -> Writer:
+    """The ledger's writer (`bot.api.writer`); its `.ledger` is the ledger itself, so a
+    write route needs one dependency besides the tenant."""
     writer: Writer = request.app.state.services.writer
     return writer
 
 
-class Writer:
-    """Queues this process's API writes on one lock when the ledger is SQLite: a thread
-    waiting on a Python lock wakes the moment the previous writer commits, where SQLite's
-    busy handler sleeps in growing steps. PostgreSQL writers run in parallel."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.lock = threading.Lock() if ledger.engine.dialect.name == "sqlite" else None
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self.lock is None:
-            yield
-            return
-        with self.lock:
-            yield
+def _caller(request: Request) -> tuple[str, Writer]:
+    """The token's tenant and the writer, for the per-event routes: called inline rather
+    than as two `Depends`, whose resolution costs those routes more than their own work."""
+    auth = request.app.state.services.auth
+    tenant: str = auth.tenant_for_header(request.headers.get("authorization"))
+    return tenant, request.app.state.services.writer
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
@@ -93,11 +84,11 @@ def _reply(task: TaskRecord, status_code: int = 200) -> JSONResponse:
 
 
 @router.post("/tasks", response_model=TaskDocument, status_code=201)
-def create_task(body: CreateTask, tenant: Tenant, ledger: LedgerDep, writes: WriterDep) -> Any:
+async def create_task(body: CreateTask, request: Request) -> Any:
     """Record a task; idempotent on `run_id` (200 with the existing task, 201 when new)."""
-    now = ledger.clock()
-    with writes():
-        task = _create(ledger, body, tenant, now)
+    tenant, writer = _caller(request)
+    now = writer.ledger.clock()
+    task = await writer.run(_create, writer.ledger, body, tenant, now)
     return _reply(task, 201 if task.created_at == now else 200)
 
 
@@ -178,11 +169,10 @@ def get_task(ref: str, tenant: Tenant, ledger: LedgerDep, events: bool = False) 
 
 
 @router.post("/tasks/{ref}/events", response_model=TaskDocument)
-def post_event(
-    ref: str, body: TaskEvent, tenant: Tenant, ledger: LedgerDep, writes: WriterDep
-) -> Any:
+async def post_event(ref: str, body: TaskEvent, request: Request) -> Any:
     """A producer event: start, heartbeat, progress, succeed, fail, timeout, cancelled,
     artifact."""
+    tenant, writer = _caller(request)
     ref = _check_ref(ref)
     if body.type == "progress" and not body.text:
         raise InvalidInput("text", "is required for a progress event")
@@ -191,8 +181,7 @@ def post_event(
             raise InvalidInput("kind", "is required for an artifact event")
         if not body.value:
             raise InvalidInput("value", "is required for an artifact event")
-    with writes():
-        return _reply(_apply_event(ledger, ref, body, tenant))
+    return _reply(await writer.run(_apply_event, writer.ledger, ref, body, tenant))
 
 
 def _apply_event(ledger: Ledger, ref: str, body: TaskEvent, tenant: str) -> TaskRecord:
@@ -229,31 +218,32 @@ def _apply_event(ledger: Ledger, ref: str, body: TaskEvent, tenant: str) -> Task
 
 
 @router.post("/tasks/{ref}/cancel", response_model=TaskDocument)
-def cancel_task(
+async def cancel_task(
     ref: str,
     tenant: Tenant,
-    ledger: LedgerDep,
-    writes: WriterDep,
+    writer: WriterDep,
     body: CancelRequest | None = None,
 ) -> Any:
     """Cancel: final at once without a live runner, else the runner is asked to stop
     (`cancel_requested_at` set, status still running)."""
     ref = _check_ref(ref)
-    with writes():
-        task = ledger.cancel(
-            ref, reason=body.reason if body else None, tenant=tenant, actor=f"api:{tenant}"
-        )
+    task = await writer.run(_cancel, writer.ledger, ref, body.reason if body else None, tenant)
     return _reply(task)
+
+
+def _cancel(ledger: Ledger, ref: str, reason: str | None, tenant: str) -> TaskRecord:
+    return ledger.cancel(ref, reason=reason, tenant=tenant, actor=f"api:{tenant}")
 
 
 @router.post("/tasks/{ref}/notify", response_model=TaskDocument)
-def set_notify(
-    ref: str, body: NotifyRequest, tenant: Tenant, ledger: LedgerDep, writes: WriterDep
-) -> Any:
+async def set_notify(ref: str, body: NotifyRequest, tenant: Tenant, writer: WriterDep) -> Any:
     ref = _check_ref(ref)
-    with writes():
-        task = ledger.set_notify(ref, body.policy, tenant=tenant, actor=f"api:{tenant}")
+    task = await writer.run(_set_notify, writer.ledger, ref, body.policy, tenant)
     return _reply(task)
+
+
+def _set_notify(ledger: Ledger, ref: str, policy: str, tenant: str) -> TaskRecord:
+    return ledger.set_notify(ref, policy, tenant=tenant, actor=f"api:{tenant}")
 
 
 @router.get("/audit")
