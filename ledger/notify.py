@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from ledger.config import LedgerConfig
 from ledger.ids import short_id
 from ledger.outbox import enqueue_notice
+from ledger.prepared import Prepared
 from ledger.schema import deliveries_table, followers_table, tasks_table
 from ledger.status import ENDED, EventKind, NotifyPolicy, Status
 from ledger.timeutil import isoformat
@@ -74,16 +75,7 @@ def enqueue_for_transition(
     if notice in TERMINAL_KINDS:
         # A pending progress update (or an unsent lost verdict) is stale once the task ended.
         stale = ("progress", "terminal") if notice == "correction" else ("progress",)
-        conn.execute(
-            update(deliveries_table)
-            .where(
-                D.task_id == after["task_id"],
-                D.kind.in_(stale),
-                D.status.in_(_OPEN),
-                D.claimed_by.is_(None),
-            )
-            .values(status="superseded", updated_at=now)
-        )
+        _SUPERSEDE[stale].rowcount(conn, {"_task_id": after["task_id"], "updated_at": now})
     for target in targets:
         enqueue_notice(
             conn,
@@ -240,7 +232,24 @@ def _enqueue_progress(
     )
 
 
-_SET_DELIVERY_STATUS = (
+def _supersede(kinds: tuple[str, ...]) -> Prepared:
+    """Mark the task's open, unclaimed notices of `kinds` superseded (equalities rather
+    than IN lists: a prepared statement takes no expanding parameters)."""
+    return Prepared(
+        update(deliveries_table)
+        .where(
+            D.task_id == bindparam("_task_id"),
+            or_(*(D.kind == kind for kind in kinds)),
+            or_(*(D.status == status for status in _OPEN)),
+            D.claimed_by.is_(None),
+        )
+        .values(status="superseded")
+    )
+
+
+_SUPERSEDE = {kinds: _supersede(kinds) for kinds in (("progress",), ("progress", "terminal"))}
+
+_SET_DELIVERY_STATUS = Prepared(
     update(tasks_table)
     .where(tasks_table.c.task_id == bindparam("_task_id"))
     .values(delivery_status=bindparam("_value"))
@@ -250,6 +259,6 @@ _SET_DELIVERY_STATUS = (
 def _set_delivery_status(conn: Connection, row: Mapping[str, Any], value: str) -> None:
     if row.get("delivery_status") == value:
         return  # most tasks have no destination: no write on every finish for nothing
-    conn.execute(_SET_DELIVERY_STATUS, {"_task_id": row["task_id"], "_value": value})
+    _SET_DELIVERY_STATUS.rowcount(conn, {"_task_id": row["task_id"], "_value": value})
     if isinstance(row, dict):  # the caller returns this row as the task's record
         row["delivery_status"] = value

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, updat
 from ledger import db
 from ledger.address import parse_address
 from ledger.config import LedgerConfig
+from ledger.prepared import Prepared
 from ledger.schema import deliveries_table, tasks_table
 
 
@@ -56,14 +57,23 @@ def enqueue_notice(
         "updated_at": now,
         "delivered_at": None,
     }
-    statement = (
-        db.dialect_insert(conn, deliveries_table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(deliveries_table.c.id)
-    )
     # A returned row means it was inserted (rowcount is unreliable here on psycopg).
-    return conn.execute(statement).first() is not None
+    return _insert_notice(conn).first(conn, values) is not None
+
+
+#: INSERT .. ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, built once per dialect.
+_INSERT_NOTICE: dict[str, Prepared] = {}
+
+
+def _insert_notice(conn: Connection) -> Prepared:
+    statement = _INSERT_NOTICE.get(conn.dialect.name)
+    if statement is None:
+        statement = _INSERT_NOTICE[conn.dialect.name] = Prepared(
+            db.dialect_insert(conn, deliveries_table)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(deliveries_table.c.id)
+        )
+    return statement
 
 
 def release_expired_claims(conn: Connection, now: datetime) -> list[str]:

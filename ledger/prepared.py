@@ -73,6 +73,8 @@ class Prepared:
         binds: list[tuple[str, str | None, Any, _Processor | None]] = []
         for name in names:
             bind = binds_by_name[name]
+            if bind.expanding:  # IN (...) lists are rendered at execution time by SQLAlchemy
+                raise ValueError(f"{name}: expanding parameters are not supported here")
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required or bind.key in keys:
                 # A value from the caller: a named bindparam, or a column's SET/VALUES slot.
