@@ -46,16 +46,21 @@ def _console() -> Any:
     return Console(highlight=False, soft_wrap=False)
 
 
-def _safe(text: str | None, limit: int = 60) -> str:
-    """One line, control characters shown as spaces, shortened; rich markup escaped."""
-    from rich.markup import escape
-
+def _one_line(text: str | None, limit: int = 60) -> str:
+    """One line, control characters shown as spaces, shortened."""
     if not text:
         return ""
     flat = "".join(ch if ch.isprintable() else " " for ch in text)
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
-    return escape(flat)
+    return flat
+
+
+def _safe(text: str | None, limit: int = 60) -> str:
+    """`_one_line` with rich markup escaped, for text printed as markup."""
+    from rich.markup import escape
+
+    return escape(_one_line(text, limit))
 
 
 def proof_label(task: TaskRecord) -> str:
@@ -71,21 +76,23 @@ def print_task_table(
     tasks: list[TaskRecord], next_cursor: str | None, now: datetime | None = None
 ) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     now = now or utcnow()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ID", "STATUS", "RUNTIME", "AGE", "LABEL", "DELIVERY", "PROOF"):
         table.add_column(column, no_wrap=column != "LABEL", overflow="fold")
+    # Cells as Text, not markup strings: nothing to parse or escape, and a label's own
+    # brackets stay text.
     for task in tasks:
-        style = STATUS_STYLE.get(task.status.value, "")
         table.add_row(
-            task.short_id,
-            f"[{style}]{task.status.value}[/]" if style else task.status.value,
-            task.runtime,
-            humanize_age((now - task.created_at).total_seconds()),
-            _safe(task.label),
-            task.delivery_status if task.delivery_status != "not_applicable" else "",
-            proof_label(task),
+            Text(task.short_id),
+            Text(task.status.value, style=STATUS_STYLE.get(task.status.value, "")),
+            Text(task.runtime),
+            Text(humanize_age((now - task.created_at).total_seconds())),
+            Text(_one_line(task.label)),
+            Text(task.delivery_status if task.delivery_status != "not_applicable" else ""),
+            Text(proof_label(task)),
         )
     console = _console()
     if not tasks:
