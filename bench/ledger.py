@@ -28,7 +28,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._data import build_postgres, build_sqlite, percentiles, synthetic_rows
+from bench._data import (
+    build_postgres,
+    build_sqlite,
+    compile_bytecode,
+    percentiles,
+    synthetic_rows,
+)
 from ledger import Ledger
 from ledger.ids import new_task_id
 
@@ -254,6 +260,7 @@ def main() -> None:
             print(f"(loaded PostgreSQL in {loaded:.1f} s)")
             for name, (p50, p99) in lookups(backends[1][1], rows, args.repeat).items():
                 print(f"postgres  {name:32s} p50 {p50:6.2f}  p99 {p99:6.2f}")
+        compile_bytecode()
         print(f"\n== CLI as whole processes on the {args.tasks:,}-task SQLite ledger")
         some_id = str(rows[len(rows) // 2][0])
         for label, cli_args in (
