@@ -16,6 +16,14 @@ def new_task_id() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
+def new_task_ids(count: int) -> list[str]:
+    """`count` ids like `new_task_id`'s, from one draw: 10 random bytes encode to exactly 16
+    base32 characters, so the encoding of the whole draw splits into the ids (a bulk import
+    makes thousands at once)."""
+    text = base64.b32encode(secrets.token_bytes(10 * count)).decode("ascii").lower()
+    return [text[i : i + TASK_ID_LENGTH] for i in range(0, len(text), TASK_ID_LENGTH)]
+
+
 def new_token(nbytes: int = 24) -> str:
     return secrets.token_urlsafe(nbytes)
 
