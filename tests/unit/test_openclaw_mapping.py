@@ -13,6 +13,7 @@ from sqlalchemy.dialects import sqlite
 from ledger.importers.bulk import sqlite_datetime
 from ledger.importers.openclaw_source import (
     COLUMNS,
+    TIME_COLUMNS,
     RowRejected,
     map_row,
     reply_address,
@@ -63,6 +64,9 @@ def mapped(**changes: Any) -> dict[str, Any]:
         ("created_at", None, "created_at is missing"),
         ("created_at", "yesterday", "created_at 'yesterday' is not an epoch-milliseconds"),
         ("ended_at", 10**20, "ended_at 100000000000000000000 is out of range"),
+        ("created_at", -62_135_596_800_001, "created_at -62135596800001 is out of range"),
+        ("cleanup_after", 253_402_300_800_000, "cleanup_after 253402300800000 is out of range"),
+        ("started_at", 1.5e12, "started_at 1500000000000.0 is not an epoch-milliseconds"),
     ],
 )
 def test_rows_openclaw_would_reject_are_refused_with_a_reason(
@@ -80,6 +84,27 @@ def test_times_are_normalized_so_created_started_ended_never_go_backwards() -> N
     assert values["started_at"] == created
     assert values["ended_at"] == created
     assert values["last_event_at"] == created
+
+
+def test_times_as_far_as_a_datetime_reaches_are_accepted() -> None:
+    values = mapped(created_at=-62_135_596_800_000, started_at=None, ended_at=None)
+    assert values["created_at"] == datetime(1, 1, 1, tzinfo=UTC)
+    values = mapped(cleanup_after=253_402_300_799_999)
+    assert values["cleanup_after"] == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+def test_times_left_out_of_the_values_are_filled_in_as_the_same_datetimes() -> None:
+    row = source_row(started_at=BASE_MS - 50, cleanup_after=BASE_MS + 86_400_000)
+    full = map_row(row, tenant="default", notify_from_tasktrail=False)
+    lazy = map_row(row, tenant="default", notify_from_tasktrail=False, datetimes=False)
+
+    assert not set(TIME_COLUMNS) & set(lazy.values)
+    lazy.fill_datetimes()
+    assert lazy.values == full.values
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert [
+        epoch + timedelta(milliseconds=ms) if ms is not None else None for ms in lazy.times_ms
+    ] == [full.values[name] for name in TIME_COLUMNS]
 
 
 def test_a_missing_label_falls_back_to_the_first_line_of_the_brief() -> None:
