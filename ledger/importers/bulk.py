@@ -12,12 +12,13 @@ two renderings equal). Other databases use the plain Core executemany.
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Table, insert
+from sqlalchemy import Boolean, Connection, Dialect, Table, insert, null
 
 from ledger.schema import UTCDateTime
 
@@ -31,10 +32,37 @@ def sqlite_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is UTC:
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        # the text before "+00:00" (isoformat always writes a four-digit year): cheaper than
+        # rendering a naive copy
+        return value.isoformat(" ", "microseconds")[:26]
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} given to the ledger; use UTC-aware times")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+#: "YYYY-MM-DD HH:MM:" by minute since the epoch: an import's times fall in comparatively few
+#: minutes. The seconds and milliseconds come from two small tables: formatting them costs
+#: more than the rest of the rendering together.
+_minute_prefixes: dict[int, str] = {}
+_SECONDS = [f"{second:02d}." for second in range(60)]
+_MILLISECONDS = [f"{milli:03d}000" for milli in range(1000)]
+
+
+def sqlite_datetime_ms(ms: int | None) -> str | None:
+    """`sqlite_datetime` of the UTC time `ms` epoch milliseconds, without building the
+    datetime (a bulk import renders several per row)."""
+    if ms is None:
+        return None
+    minute, rest = divmod(ms, 60_000)
+    prefix = _minute_prefixes.get(minute)
+    if prefix is None:
+        if len(_minute_prefixes) >= 100_000:
+            _minute_prefixes.clear()
+        when = _NAIVE_EPOCH + timedelta(minutes=minute)
+        prefix = _minute_prefixes[minute] = when.isoformat(" ")[:17]
+    second, milli = divmod(rest, 1000)
+    return f"{prefix}{_SECONDS[second]}{_MILLISECONDS[milli]}"
 
 
 def _sqlite_bool(value: Any) -> int | None:
@@ -47,6 +75,17 @@ def _converter(column_type: Any) -> Callable[[Any], Any] | None:
     if isinstance(column_type, Boolean):
         return _sqlite_bool
     return None
+
+
+def _converted(
+    values: tuple[Any, ...], convert: Callable[[Any], Any]
+) -> tuple[Any, ...] | list[Any]:
+    """One column's values, converted; a column holding a single value throughout (NULL in
+    every row, or the events' `at`) is converted once."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return (convert(first) if first is not None else None,) * len(values)
+    return [convert(v) if v is not None else None for v in values]
 
 
 class _RowContext:
@@ -72,39 +111,68 @@ def _default(column: Any) -> Callable[[dict[str, Any]], Any] | None:
     return None
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert `rows` (dicts with the same keys) in one executemany."""
+@functools.lru_cache(maxsize=64)
+def _compiled(dialect: Dialect, table: Table, names: tuple[str, ...], nulls: frozenset[str]) -> Any:
+    """The INSERT of `names` with `nulls` as NULL literals, compiled once per combination (an
+    import compiles the same two statements for every page)."""
+    statement = insert(table).values(dict.fromkeys(nulls, null())) if nulls else insert(table)
+    return statement.compile(dialect=dialect, column_keys=[n for n in names if n not in nulls])
+
+
+def insert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    rendered: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """Insert `rows` (dicts with the same keys) in one executemany. On SQLite, `rendered`
+    may give columns already as the driver takes them (one value per row, in order), used
+    instead of the rows' values: the importer renders its times from epoch milliseconds."""
     if not rows:
         return
-    names = list(rows[0])
     if conn.dialect.name != "sqlite":
+        assert not rendered, "rendered columns are SQLite's"
         conn.execute(insert(table), list(rows))
         return
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=names)
-    order = compiled.positiontup
+    rendered = rendered or {}
+    names = (*rows[0], *(name for name in rendered if name not in rows[0]))
+    order = _compiled(conn.dialect, table, names, frozenset()).positiontup
     assert order is not None, "SQLite compiles positional parameters"
     present = set(names)
     defaults = {name: _default(table.c[name]) for name in order if name not in present}
     if any(fill is None for fill in defaults.values()):
+        assert not rendered, "a column default SQLAlchemy must run: give datetimes instead"
         conn.execute(insert(table), list(rows))
         return
-    if defaults:
-        rows = [
-            {**row, **{name: fill(row) for name, fill in defaults.items() if fill}} for row in rows
-        ]
-    pick = operator.itemgetter(*order)
-    converters = [
-        (i, convert)
-        for i, name in enumerate(order)
-        if (convert := _converter(table.c[name].type)) is not None
-    ]
-    params: list[Any] = []
-    for row in rows:
-        values = list(pick(row)) if len(order) > 1 else [row[order[0]]]
-        for i, convert in converters:
-            if values[i] is not None:
-                values[i] = convert(values[i])
-        params.append(tuple(values))
+    # Column by column rather than row by row: the rows are transposed and back in C, and
+    # Python only touches the values that need converting.
+    given = [name for name in order if name in present and name not in rendered]
+    pick = operator.itemgetter(*given)
+    picked = [pick(row) for row in rows] if len(given) > 1 else [(row[given[0]],) for row in rows]
+    columns: dict[str, Sequence[Any]] = dict(zip(given, zip(*picked, strict=True), strict=True))
+    for name, fill in defaults.items():
+        assert fill is not None
+        columns[name] = [fill(row) for row in rows]
+    for name in order:
+        convert = _converter(table.c[name].type)
+        if convert is not None and name not in rendered:
+            columns[name] = _converted(tuple(columns[name]), convert)
+    for name, values in rendered.items():
+        assert len(values) == len(rows)
+        columns[name] = values
+    # A column that is NULL in every row is written as a NULL literal, not bound: Python
+    # 3.11's sqlite3 binds None through its adapter protocol, raising and clearing an
+    # AttributeError per value, and a mirrored task has a dozen columns that are always NULL.
+    nulls = frozenset(
+        name
+        for name in order
+        if columns[name][0] is None and columns[name].count(None) == len(rows)
+    )
+    compiled = _compiled(conn.dialect, table, names, nulls)
+    bound = compiled.positiontup
+    assert bound is not None
+    params = list(zip(*(columns[name] for name in bound), strict=True))
     conn.exec_driver_sql(str(compiled), params)
 
 

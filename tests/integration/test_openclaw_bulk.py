@@ -1,20 +1,23 @@
 """The importer's bulk insert stores exactly what a plain Core insert stores (column
-defaults included), on every backend."""
+defaults included; columns NULL in every row, in some rows, and times rendered from epoch
+milliseconds), on every backend."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from ledger import Ledger
-from ledger.importers.bulk import insert_many
-from ledger.importers.openclaw_source import COLUMNS, dump_detail, map_row
+from ledger.importers.bulk import insert_many, sqlite_datetime_ms
+from ledger.importers.openclaw_source import COLUMNS, TIME_COLUMNS, dump_detail, map_row
 from ledger.schema import tasks_table
 
+_MS = timedelta(milliseconds=1)
 
-def _values(task_id: str, run_id: str) -> dict[str, Any]:
+
+def _values(task_id: str, run_id: str, **changes: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(
         task_id="oc-1",
@@ -32,6 +35,7 @@ def _values(task_id: str, run_id: str) -> dict[str, Any]:
         requester_origin_json='{"channel": "slack", "to": "channel:C1", "threadId": "1.2"}',
         last_notified_event_at=None,
     )
+    row.update(changes)
     mapped = map_row(
         row,
         tenant="slack:T1",
@@ -59,3 +63,41 @@ def test_bulk_insert_stores_what_a_core_insert_stores(ledger: Ledger) -> None:
     assert bulk == core
     assert bulk["reply_to"] == "slack:T1/C1/1.2"
     assert bulk["created_at"] == datetime(2026, 11, 27, 9, 28, 29, 931000, tzinfo=UTC)
+
+
+def _stored(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(tasks_table).order_by(tasks_table.c.task_id)).mappings()
+        return {r["task_id"]: dict(r, task_id=None, run_id=None) for r in rows}
+
+
+def test_a_page_as_the_importer_inserts_it_stores_what_core_inserts_store(ledger: Ledger) -> None:
+    variants = [
+        {},
+        {"status": "succeeded", "ended_at": 1_795_771_730_000, "error": "exit 1"},
+        {"status": "queued", "started_at": None, "requester_origin_json": None},
+    ]
+    bulk = [_values(f"bulk{i:012d}", f"r-bulk-{i}", **v) for i, v in enumerate(variants)]
+    core = [_values(f"core{i:012d}", f"r-core-{i}", **v) for i, v in enumerate(variants)]
+    rendered = None
+    if ledger.engine.dialect.name == "sqlite":
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        rendered = {
+            name: [
+                None if v[name] is None else sqlite_datetime_ms((v[name] - epoch) // _MS)
+                for v in bulk
+            ]
+            for name in TIME_COLUMNS
+        }
+        for v in bulk:
+            for name in TIME_COLUMNS:
+                del v[name]
+    with ledger.engine.begin() as conn:
+        insert_many(conn, tasks_table, bulk, rendered=rendered)
+        conn.execute(tasks_table.insert(), core)
+
+    stored = _stored(ledger)
+    for i in range(len(variants)):
+        assert stored[f"bulk{i:012d}"] == stored[f"core{i:012d}"]
+    assert stored["bulk000000000001"]["error"] == "exit 1"
+    assert stored["bulk000000000002"]["reply_to"] is None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.dialects import sqlite
 
-from ledger.importers.bulk import sqlite_datetime
+from ledger.importers.bulk import sqlite_datetime, sqlite_datetime_ms
 from ledger.importers.openclaw_source import (
     COLUMNS,
     TIME_COLUMNS,
@@ -185,3 +185,22 @@ def test_bulk_datetimes_render_exactly_as_sqlalchemy_renders_them(value: datetim
     processor = column_type.dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     assert sqlite_datetime(value) == processor(value)
+
+
+@pytest.mark.parametrize(
+    "ms",
+    [
+        1_795_771_709_931,
+        1_795_771_709_000,
+        1_795_771_719_999,  # the same minute as the first two
+        0,
+        -1,
+        -60_001,
+        -62_135_596_800_000,  # 0001-01-01
+        253_402_300_799_999,  # 9999-12-31 23:59:59.999
+        None,
+    ],
+)
+def test_bulk_times_rendered_from_epoch_ms_equal_the_datetimes_rendering(ms: int | None) -> None:
+    when = None if ms is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert sqlite_datetime_ms(ms) == sqlite_datetime(when)
