@@ -17,24 +17,38 @@ Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 
 from ledger import db
 from ledger.config import LedgerConfig
-from ledger.ids import new_task_id
-from ledger.importers.bulk import bulk_cache, insert_many
+from ledger.ids import new_task_ids
+from ledger.importers.bulk import bulk_cache, insert_many, sqlite_datetime_ms
 from ledger.importers.openclaw_source import (
     DELIVERY_MAP,
     EPOCH,
     ORIGIN,
+    TIME_COLUMNS,
     MappedTask,
     OpenClawSource,
     OpenClawSourceError,
@@ -52,7 +66,7 @@ from ledger.importers.report import (
     watermark_key,
 )
 from ledger.lookup import fetch_row
-from ledger.schema import events_table, state_table, tasks_table
+from ledger.schema import events_table, reply_columns, state_table, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
 from ledger.text import check_text
 from ledger.transitions import bump, record_refusal, transition
@@ -74,8 +88,9 @@ PAGE_SIZE = 5000
 #: mirror and a manual `tasktrail import`) never insert the same OpenClaw task twice.
 IMPORT_LOCK_KEY = 0x7A5C_0C1A
 ACTOR = "openclaw"
-_CHUNK = 500
 _CAS_ATTEMPTS = 20
+#: Shared results, only read: a tenant's tasks reply to a handful of addresses.
+_reply_columns = functools.lru_cache(maxsize=1024)(reply_columns)
 
 #: Fields copied from OpenClaw on every change (None included).
 _SYNCED = (
@@ -94,9 +109,19 @@ _SYNCED = (
 _SYNCED_WHEN_SET = ("started_at", "ended_at", "cleanup_after", "reply_to", "parent_task_id")
 
 
-def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _one_of(conn: Connection, column: Any, values: Sequence[str]) -> Any:
+    """`column IN values` with the values as ONE bound parameter (a PostgreSQL array, a JSON
+    array read by SQLite's json_each), as `ledger.maintenance` deletes by id: a page's few
+    thousand refs make one statement, not one bound value (and one rendered placeholder)
+    each. Both planners still probe the column's own index per value."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam("values", list(values), type_=ARRAY(String())))
+    listed: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam("values", json.dumps(list(values))))
+    )
+    return column.in_(listed.scalar_subquery())
 
 
 # These lookups filter on origin_ref / run_id alone in SQL (their indexes are the selective
@@ -106,32 +131,37 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
 
 def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(refs):
-        for row in conn.execute(select(tasks_table).where(T.origin_ref.in_(chunk))).mappings():
-            if row["tenant"] == tenant and row["origin"] == ORIGIN:
-                found[row["origin_ref"]] = dict(row)
+    if not refs:
+        return found
+    for row in conn.execute(
+        select(tasks_table).where(_one_of(conn, T.origin_ref, refs))
+    ).mappings():
+        if row["tenant"] == tenant and row["origin"] == ORIGIN:
+            found[row["origin_ref"]] = dict(row)
     return found
 
 
 def _mirror_ids(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for chunk in _chunks(refs):
-        for task_id, ref, row_tenant, origin in conn.execute(
-            select(T.task_id, T.origin_ref, T.tenant, T.origin).where(T.origin_ref.in_(chunk))
-        ):
-            if row_tenant == tenant and origin == ORIGIN:
-                found[ref] = task_id
+    if not refs:
+        return found
+    for task_id, ref, row_tenant, origin in conn.execute(
+        select(T.task_id, T.origin_ref, T.tenant, T.origin).where(_one_of(conn, T.origin_ref, refs))
+    ):
+        if row_tenant == tenant and origin == ORIGIN:
+            found[ref] = task_id
     return found
 
 
 def _taken_run_ids(conn: Connection, tenant: str, run_ids: Sequence[str]) -> set[str]:
     taken: set[str] = set()
-    for chunk in _chunks(run_ids):
-        for run_id, row_tenant in conn.execute(
-            select(T.run_id, T.tenant).where(T.run_id.in_(chunk))
-        ):
-            if row_tenant == tenant:
-                taken.add(run_id)
+    if not run_ids:
+        return taken
+    for run_id, row_tenant in conn.execute(
+        select(T.run_id, T.tenant).where(_one_of(conn, T.run_id, run_ids))
+    ):
+        if row_tenant == tenant:
+            taken.add(run_id)
     return taken
 
 
@@ -176,6 +206,7 @@ class _Importer:
                     notify_from_tasktrail=self.notify,
                     tenant_platform=self.tenant_platform,
                     tenant_space=self.tenant_space,
+                    datetimes=False,  # filled where needed: _insert, write_page
                 )
             except RowRejected as rejected:
                 ref = row["task_id"] if isinstance(row["task_id"], str) else None
@@ -194,6 +225,7 @@ class _Importer:
             for task in mapped:
                 row = existing.get(task.origin_ref)
                 if row is not None:
+                    task.fill_datetimes()
                     self._update(conn, row, task)
                 self.tally.by_status[task.source_status] += 1
                 self.tally.by_runtime[task.source_runtime] += 1
@@ -207,8 +239,8 @@ class _Importer:
     def _insert(self, conn: Connection, new: list[MappedTask]) -> None:
         if not new:
             return
-        for task in new:
-            task.values["task_id"] = new_task_id()
+        for task, task_id in zip(new, new_task_ids(len(new)), strict=True):
+            task.values["task_id"] = task_id
             task.values["version"] = 1
         ids = {m.origin_ref: m.values["task_id"] for m in new}
         wanted = sorted({m.parent_ref for m in new if m.parent_ref and m.parent_ref not in ids})
@@ -236,6 +268,9 @@ class _Importer:
                 # a first import announces nothing: show OpenClaw's delivery state instead
                 values["delivery_status"] = DELIVERY_MAP[task.detail["delivery_status"]]
             values["origin_detail"] = dump_detail(task.detail)
+            # the columns the table derives from reply_to, given rather than left to the
+            # bulk insert to compute per row (the same function computes them)
+            values.update(_reply_columns(values["reply_to"]))
             rows.append(values)
             events.append(
                 {
@@ -249,8 +284,19 @@ class _Importer:
                     "summary": f"mirrored from OpenClaw task {task.origin_ref}",
                 }
             )
+        rendered = None
+        if conn.dialect.name == "sqlite":
+            # SQLite's text for the times, straight from OpenClaw's epoch milliseconds
+            rendered = {
+                name: [sqlite_datetime_ms(task.times_ms[i]) for task in new]
+                for i, name in enumerate(TIME_COLUMNS)
+            }
+        if rendered is None or self.notify:
+            # PostgreSQL is given datetimes, and the notices read them
+            for task in new:
+                task.fill_datetimes()
         with bulk_cache(conn, len(rows)):
-            insert_many(conn, tasks_table, rows)
+            insert_many(conn, tasks_table, rows, rendered=rendered)
             insert_many(conn, events_table, events)
         self.tally.created += len(rows)
         if self.notify:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
+from ledger.importers.openclaw import import_openclaw
 from ledger.importers.openclaw_source import DELIVERY_MAP
+from tests.conftest import T0
 from tests.integration.openclaw_helpers import (
     copy_sample,
     event_count,
@@ -184,3 +186,36 @@ def test_owner_child_and_parent_keys_are_kept(ledger: Ledger, source: Path) -> N
     assert task.requester_session_key == (requester or owner)
     assert task.origin_detail is not None
     assert task.origin_detail["owner_key"] == owner
+
+
+def test_an_import_in_many_small_pages_mirrors_what_one_page_does(
+    ledger: Ledger, source: Path
+) -> None:
+    whole = ledger.import_openclaw(source, tenant="whole")
+    paged = import_openclaw(
+        ledger.engine, ledger.config, source, now=T0, tenant="paged", page_size=37
+    )
+
+    def mirror(tenant: str) -> dict[str, tuple[object, ...]]:
+        tasks = ledger.list(tenant=tenant, limit=10_000)
+        refs = {t.task_id: t.origin_ref for t in tasks}
+        return {
+            str(t.origin_ref): (
+                t.status,
+                t.run_id,
+                refs.get(t.parent_task_id) if t.parent_task_id else None,
+                t.created_at,
+                t.ended_at,
+                t.last_event_at,
+                t.origin_detail,
+            )
+            for t in tasks
+        }
+
+    assert mirror("paged") == mirror("whole")
+    assert len(mirror("paged")) == paged.created == whole.created
+    assert (paged.rows_read, paged.by_status, paged.watermark) == (
+        whole.rows_read,
+        whole.by_status,
+        whole.watermark,
+    )
