@@ -21,7 +21,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,7 +216,15 @@ class _Importer:
             mapped.append(task)
         return mapped
 
-    def write_page(self, mapped: list[MappedTask], last_ms: int | None) -> None:
+    def write_page(
+        self,
+        mapped: list[MappedTask],
+        last_ms: int | None,
+        *,
+        before_commit: Callable[[], object] | None = None,
+    ) -> None:
+        """Write one page in one transaction. `before_commit` runs once everything is written,
+        just before the commit (see `import_openclaw`)."""
         with db.write(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK_KEY})
@@ -233,6 +242,8 @@ class _Importer:
                 store_watermark(
                     conn, self.key, last_ms, path=self.path, tenant=self.tenant, now=self.now
                 )
+            if before_commit is not None:
+                before_commit()
 
     # -- new rows ---------------------------------------------------------------------------
 
@@ -500,12 +511,33 @@ def import_openclaw(
             key=key,
             tally=tally,
         )
-        high = watermark
-        for page in source.pages(since, page_size):
+        pages = source.pages(since, page_size)
+
+        def read_page() -> tuple[list[MappedTask], int | None] | None:
+            """The next page, mapped, and its highest `last_event_at` (None: no more pages)."""
+            page = next(pages, None)
+            if page is None:
+                return None
             page_ms = [r["last_event_at"] for r in page if isinstance(r["last_event_at"], int)]
-            if page_ms:
-                high = max(page_ms) if high is None else max(high, max(page_ms))
-            importer.write_page(importer.map_page(page), high)
+            return importer.map_page(page), max(page_ms, default=None)
+
+        # Pipelined: while a page's transaction commits (one long call that releases the GIL,
+        # the WAL checkpoint it may bring included), a second thread reads and maps the next
+        # page. Only then: beside the inserts, whose every row takes the GIL back, a busy
+        # Python thread would make the writer wait up to the 5 ms switch interval per row.
+        high = watermark
+        with ThreadPoolExecutor(1, thread_name_prefix="openclaw-read") as reader:
+            ahead = reader.submit(read_page)
+
+            def read_ahead() -> None:
+                nonlocal ahead
+                ahead = reader.submit(read_page)
+
+            while (page := ahead.result()) is not None:
+                mapped, page_high = page
+                if page_high is not None:
+                    high = page_high if high is None else max(high, page_high)
+                importer.write_page(mapped, high, before_commit=read_ahead)
         if importer.orphans:
             importer.link_orphans()
         source_name = str(source.path)
