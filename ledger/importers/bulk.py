@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,9 +31,7 @@ def sqlite_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is UTC:
-        # the text before "+00:00" (isoformat always writes a four-digit year): cheaper than
-        # rendering a naive copy
-        return value.isoformat(" ", "microseconds")[:26]
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} given to the ledger; use UTC-aware times")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -145,12 +142,11 @@ def insert_many(
         assert not rendered, "a column default SQLAlchemy must run: give datetimes instead"
         conn.execute(insert(table), list(rows))
         return
-    # Column by column rather than row by row: the rows are transposed and back in C, and
-    # Python only touches the values that need converting.
+    # Column by column rather than row by row: Python touches only the values that need
+    # converting, and no tuple is built per row until the parameters themselves (the garbage
+    # collector's work grows with every tracked object a page leaves alive).
     given = [name for name in order if name in present and name not in rendered]
-    pick = operator.itemgetter(*given)
-    picked = [pick(row) for row in rows] if len(given) > 1 else [(row[given[0]],) for row in rows]
-    columns: dict[str, Sequence[Any]] = dict(zip(given, zip(*picked, strict=True), strict=True))
+    columns: dict[str, Sequence[Any]] = {name: [row[name] for row in rows] for name in given}
     for name, fill in defaults.items():
         assert fill is not None
         columns[name] = [fill(row) for row in rows]

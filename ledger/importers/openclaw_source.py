@@ -194,9 +194,10 @@ class OpenClawSource:
     def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         # Plain dicts: mapping reads some 35 columns of every row by name, and a dict lookup
         # is a hash probe where sqlite3.Row compares the name against each column in turn.
+        # Iterated rather than fetched all at once: each row's tuple is gone before the next.
         cursor = self.conn.execute(sql, params)
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        return [dict(zip(names, values, strict=True)) for values in cursor]
 
     def pages(self, since_ms: int | None, page_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
         """Rows with `last_event_at >= since_ms` (all rows when None) in order of
@@ -254,7 +255,7 @@ class MappedTask:
     last_event_ms: int | None
     #: The TIME_COLUMNS values as epoch milliseconds (as normalized): a bulk insert renders
     #: SQLite's text straight from these rather than from the datetimes.
-    times_ms: tuple[int | None, ...] = ()
+    times_ms: tuple[int | None, ...]
 
     def fill_datetimes(self) -> None:
         """Put the time columns into `values` as datetimes, when `map_row(datetimes=False)`
@@ -272,8 +273,8 @@ _MAX_MS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1
 
 
 def _ms(row: Mapping[str, Any], column: str, required: bool = False) -> int | None:
-    """The column's epoch milliseconds, checked. Times stay integers until the row's order of
-    created/started/ended is settled: a datetime is built once per column, at the end."""
+    """The column's epoch milliseconds, checked. Times stay integers: their order is settled
+    on them, SQLite's text is rendered from them, and datetimes are built only where read."""
     value = row[column]
     if type(value) is not int:
         if value is None:
@@ -290,7 +291,7 @@ def _ms(row: Mapping[str, Any], column: str, required: bool = False) -> int | No
 
 def _dt(ms: int | None) -> datetime | None:
     # positional timedelta(days, seconds, microseconds, milliseconds): half the cost of the
-    # keyword form, once per time column of every row
+    # keyword form
     return None if ms is None else EPOCH + timedelta(0, 0, 0, ms)
 
 
