@@ -6,7 +6,8 @@ more per row than SQLite's own insert when a mirror brings in 100k tasks at once
 the statement is compiled by Core once and the rows are handed to the driver's executemany
 as tuples whose datetimes are rendered exactly as SQLAlchemy's SQLite DATETIME type renders
 them (naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff`; `tests/unit/test_openclaw_mapping.py` holds the
-two renderings equal). Other databases use the plain Core executemany.
+renderings equal, from datetimes and from epoch milliseconds); columns NULL in every row are
+NULL literals. Other databases use the plain Core executemany.
 """
 
 from __future__ import annotations

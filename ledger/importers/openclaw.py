@@ -12,6 +12,9 @@ late), page by page; every page is one tasktrail write transaction:
   `mirrored` event; rows that match are not written at all;
 - rows OpenClaw's own reader would reject are skipped, each with a reason.
 
+Pages are written in order by the calling thread; the next page is read and mapped on a
+second thread while the previous one commits (see `import_openclaw`).
+
 Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
 """
 
