@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from ledger.config import LedgerConfig
 from ledger.exceptions import DatabaseBusy, InvalidInput, SchemaMismatch
+from ledger.prepared import wrap_driver_error
 from ledger.schema import SCHEMA_REVISION
 
 _WRITE = "tasktrail_write"
@@ -222,9 +223,7 @@ def _savepoint(conn: Connection) -> Iterator[None]:
             raise
         cursor.execute(f"RELEASE SAVEPOINT {name}")
     except conn.dialect.loaded_dbapi.Error as error:
-        raise exc.DBAPIError.instance(
-            f"SAVEPOINT {name}", None, error, conn.dialect.loaded_dbapi.Error
-        ) from error
+        raise wrap_driver_error(conn, f"SAVEPOINT {name}", None, error) from error
     finally:
         _BATCHES.depth -= 1
         cursor.close()

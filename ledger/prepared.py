@@ -107,7 +107,7 @@ class Prepared:
             cursor.execute(plan.sql, values)
         except conn.dialect.loaded_dbapi.Error as error:
             cursor.close()
-            raise _wrapped(conn, plan.sql, values, error) from error
+            raise wrap_driver_error(conn, plan.sql, values, error) from error
         return plan, cursor
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
@@ -124,7 +124,7 @@ class Prepared:
         try:
             raw = cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _wrapped(conn, plan.sql, params, error) from error
+            raise wrap_driver_error(conn, plan.sql, params, error) from error
         finally:
             cursor.close()
         if raw is None:
@@ -135,7 +135,7 @@ class Prepared:
         }
 
 
-def _wrapped(conn: Connection, sql: str, params: Any, error: Exception) -> exc.DBAPIError:
+def wrap_driver_error(conn: Connection, sql: str, params: Any, error: Exception) -> exc.DBAPIError:
     """The driver error as SQLAlchemy would raise it; a lost connection is invalidated."""
     dialect = conn.dialect
     disconnect = dialect.is_disconnect(error, conn.connection.dbapi_connection, None)  # type: ignore[arg-type]

@@ -32,11 +32,15 @@ _FINISH = {
 }
 
 
-async def tenant_of(request: Request) -> str:
-    """The token's tenant. Async on purpose: a cached lookup costs no thread hop."""
+def _tenant(request: Request) -> str:
     auth = request.app.state.services.auth
     tenant: str = auth.tenant_for_header(request.headers.get("authorization"))
     return tenant
+
+
+async def tenant_of(request: Request) -> str:
+    """The token's tenant. Async on purpose: a cached lookup costs no thread hop."""
+    return _tenant(request)
 
 
 async def ledger_of(request: Request) -> Ledger:
@@ -54,9 +58,7 @@ async def writer_of(request: Request) -> Writer:
 def _caller(request: Request) -> tuple[str, Writer]:
     """The token's tenant and the writer, for the per-event routes: called inline rather
     than as two `Depends`, whose resolution costs those routes more than their own work."""
-    auth = request.app.state.services.auth
-    tenant: str = auth.tenant_for_header(request.headers.get("authorization"))
-    return tenant, request.app.state.services.writer
+    return _tenant(request), request.app.state.services.writer
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
