@@ -153,8 +153,10 @@ def main() -> None:
     ref = some.origin_ref or some.task_id
     ledger.close()
 
+    from bench._data import compile_bytecode
     from bot.cli.main import COMMANDS
 
+    compile_bytecode()  # as an installed package has it (see bench._data)
     tasktrail = str(Path(sys.executable).with_name("tasktrail"))
     commands = [
         ("--version (interpreter start-up)", ["--version"]),
