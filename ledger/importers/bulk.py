@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -147,7 +148,13 @@ def insert_many(
     # converting, and no tuple is built per row until the parameters themselves (the garbage
     # collector's work grows with every tracked object a page leaves alive).
     given = [name for name in order if name in present and name not in rendered]
-    columns: dict[str, Sequence[Any]] = {name: [row[name] for row in rows] for name in given}
+    # each row's values as one tuple (itemgetter, in C), turned into columns by zip(*)
+    columns: dict[str, Sequence[Any]] = {}
+    if len(given) == 1:
+        columns[given[0]] = [row[given[0]] for row in rows]
+    elif given:
+        transposed = zip(*map(operator.itemgetter(*given), rows), strict=True)
+        columns.update(zip(given, transposed, strict=True))
     for name, fill in defaults.items():
         assert fill is not None
         columns[name] = [fill(row) for row in rows]
