@@ -249,6 +249,21 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
+def writer_connection(engine: Engine) -> Iterator[Connection]:
+    """One pooled connection for a run of write transactions, each `with conn.begin():`
+    (which takes the write lock, as `write()` does): for work that sets connection state,
+    such as a PRAGMA, once for all of them."""
+    try:
+        with _writer(engine).connect() as conn:
+            yield conn
+    except exc.DBAPIError as error:
+        busy = _translate(error)
+        if busy is not None:
+            raise busy from error
+        raise
+
+
+@contextlib.contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
     """A read transaction (one consistent snapshot); inside `batch()`, the batch's own."""
     ambient = _BATCHES.open.get(engine) if _BATCHES.open else None

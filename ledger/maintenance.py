@@ -112,6 +112,11 @@ def run_maintenance(
     pause: float | None = None,
     probes: Mapping[str, Probe] | None = None,
 ) -> MaintenanceReport:
+    if apply:
+        from ledger.deferred_indexes import restore_indexes
+
+        # indexes a bulk load that died half-way set aside (ledger.deferred_indexes)
+        restore_indexes(engine, now=now)
     before = audit(engine, config, now=now, limit=FINDINGS_CAP)
     actions: dict[str, list[str]] = {name: [] for name in ACTIONS}
 

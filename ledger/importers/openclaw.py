@@ -20,12 +20,11 @@ Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,8 +45,10 @@ from sqlalchemy import (
 
 from ledger import db
 from ledger.config import LedgerConfig
+from ledger.deferred_indexes import DEFER_MIN_ROWS, indexes_deferred, restore_indexes
 from ledger.ids import new_task_ids
 from ledger.importers.bulk import bulk_cache, insert_many, sqlite_datetime_ms
+from ledger.importers.openclaw_pages import MapOptions, ProcessPages, ThreadPages
 from ledger.importers.openclaw_source import (
     DELIVERY_MAP,
     EPOCH,
@@ -56,21 +57,18 @@ from ledger.importers.openclaw_source import (
     MappedTask,
     OpenClawSource,
     OpenClawSourceError,
-    RowRejected,
     dump_detail,
-    map_row,
     resolve_openclaw_db,
 )
 from ledger.importers.report import (
     ImportReport,
-    SkippedRow,
     Tally,
     load_watermark,
     store_watermark,
     watermark_key,
 )
 from ledger.lookup import fetch_row
-from ledger.schema import events_table, reply_columns, state_table, tasks_table
+from ledger.schema import events_table, state_table, tasks_table
 from ledger.status import ENDED, EventKind, Status, is_allowed
 from ledger.text import check_text
 from ledger.transitions import bump, record_refusal, transition
@@ -94,7 +92,6 @@ IMPORT_LOCK_KEY = 0x7A5C_0C1A
 ACTOR = "openclaw"
 _CAS_ATTEMPTS = 20
 #: Shared results, only read: a tenant's tasks reply to a handful of addresses.
-_reply_columns = functools.lru_cache(maxsize=1024)(reply_columns)
 
 #: Fields copied from OpenClaw on every change (None included).
 _SYNCED = (
@@ -131,6 +128,11 @@ def _one_of(conn: Connection, column: Any, values: Sequence[str]) -> Any:
 # These lookups filter on origin_ref / run_id alone in SQL (their indexes are the selective
 # ones; given a tenant condition too, SQLite's and PostgreSQL's planners pick a tenant index
 # on a freshly grown table and scan the whole tenant per page) and check the tenant here.
+
+
+#: The indexes an import pass reads (the lookups above, and the parent links): a large
+#: load keeps these and sets the rest aside.
+IMPORT_READS = frozenset({"ix_tasks_origin_ref", "ix_tasks_run_id", "ix_tasks_parent"})
 
 
 def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -199,26 +201,6 @@ class _Importer:
 
     # -- one page ---------------------------------------------------------------------------
 
-    def map_page(self, page: Sequence[Any]) -> list[MappedTask]:
-        mapped: list[MappedTask] = []
-        for row in page:
-            self.tally.rows_read += 1
-            try:
-                task = map_row(
-                    row,
-                    tenant=self.tenant,
-                    notify_from_tasktrail=self.notify,
-                    tenant_platform=self.tenant_platform,
-                    tenant_space=self.tenant_space,
-                    datetimes=False,  # filled where needed: _insert, write_page
-                )
-            except RowRejected as rejected:
-                ref = row["task_id"] if isinstance(row["task_id"], str) else None
-                self.tally.skipped.append(SkippedRow(ref, str(rejected)))
-                continue
-            mapped.append(task)
-        return mapped
-
     def write_page(
         self,
         mapped: list[MappedTask],
@@ -270,8 +252,9 @@ class _Importer:
                 if run_id in taken:
                     # another task in this tenant holds the run id (run ids are unique per
                     # tenant in tasktrail, not in OpenClaw): keep it in the origin detail
-                    task.detail["run_id"] = run_id
+                    task.get_detail()["run_id"] = run_id
                     values["run_id"] = None
+                    values["origin_detail"] = dump_detail(task.get_detail())
                 else:
                     taken.add(run_id)
             if task.parent_ref:
@@ -280,11 +263,7 @@ class _Importer:
                     self.orphans += 1
             if self.notify and self.since_ms is None:
                 # a first import announces nothing: show OpenClaw's delivery state instead
-                values["delivery_status"] = DELIVERY_MAP[task.detail["delivery_status"]]
-            values["origin_detail"] = dump_detail(task.detail)
-            # the columns the table derives from reply_to, given rather than left to the
-            # bulk insert to compute per row (the same function computes them)
-            values.update(_reply_columns(values["reply_to"]))
+                values["delivery_status"] = DELIVERY_MAP[task.get_detail()["delivery_status"]]
             rows.append(values)
             events.append(
                 {
@@ -301,10 +280,9 @@ class _Importer:
         rendered = None
         if conn.dialect.name == "sqlite":
             # SQLite's text for the times, straight from OpenClaw's epoch milliseconds
-            rendered = {
-                name: [sqlite_datetime_ms(task.times_ms[i]) for task in new]
-                for i, name in enumerate(TIME_COLUMNS)
-            }
+            # (rendered by the reader: map_page)
+            times = [t.sqlite_times or tuple(map(sqlite_datetime_ms, t.times_ms)) for t in new]
+            rendered = {name: [row[i] for row in times] for i, name in enumerate(TIME_COLUMNS)}
         if rendered is None or self.notify:
             # PostgreSQL is given datetimes, and the notices read them
             for task in new:
@@ -346,7 +324,7 @@ class _Importer:
     ) -> dict[str, Any]:
         """The fields of the mirror that differ from what OpenClaw now says."""
         values = task.values
-        detail = dict(task.detail)
+        detail = dict(task.get_detail())
         if values["run_id"] and row["run_id"] != values["run_id"]:
             detail["run_id"] = values["run_id"]  # held by another task here (see _insert)
         if task.parent_ref and row["parent_task_id"] is None:
@@ -359,7 +337,7 @@ class _Importer:
                 desired[name] = values[name]
         if row["notify_policy"] == "silent":
             # OpenClaw delivers this task's notices: its delivery status is the one to show
-            desired["delivery_status"] = DELIVERY_MAP[task.detail["delivery_status"]]
+            desired["delivery_status"] = DELIVERY_MAP[task.get_detail()["delivery_status"]]
         return {k: v for k, v in desired.items() if row[k] != v}
 
     def _update(self, conn: Connection, row: dict[str, Any], task: MappedTask) -> None:
@@ -494,8 +472,12 @@ def import_openclaw(
     tenant: str = "default",
     notify_from_tasktrail: bool = False,
     page_size: int = PAGE_SIZE,
+    bulk_min_rows: int = DEFER_MIN_ROWS,
 ) -> ImportReport:
-    """One import pass of the OpenClaw database at `path` into tenant `tenant`."""
+    """One import pass of the OpenClaw database at `path` into tenant `tenant`. A pass of
+    `bulk_min_rows` rows or more is a bulk load: pages are read by a child process
+    (`ledger.importers.openclaw_pages`) and, on SQLite, the indexes the import does not read
+    are built once at the end (`ledger.deferred_indexes`)."""
     check_text(tenant, "tenant", 200, required=True)
     started = time.perf_counter()
     with OpenClawSource(path) as source:
@@ -514,33 +496,31 @@ def import_openclaw(
             key=key,
             tally=tally,
         )
-        pages = source.pages(since, page_size)
-
-        def read_page() -> tuple[list[MappedTask], int | None] | None:
-            """The next page, mapped, and its highest `last_event_at` (None: no more pages)."""
-            page = next(pages, None)
-            if page is None:
-                return None
-            page_ms = [r["last_event_at"] for r in page if isinstance(r["last_event_at"], int)]
-            return importer.map_page(page), max(page_ms, default=None)
-
-        # Pipelined: while a page's transaction commits (one long call that releases the GIL,
-        # the WAL checkpoint it may bring included), a second thread reads and maps the next
-        # page. Only then: beside the inserts, whose every row takes the GIL back, a busy
-        # Python thread would make the writer wait up to the 5 ms switch interval per row.
+        options = MapOptions(
+            tenant,
+            notify_from_tasktrail,
+            importer.tenant_platform,
+            importer.tenant_space,
+            sqlite_times=engine.dialect.name == "sqlite",
+        )
+        expected = source.count(since)
+        bulk = expected >= bulk_min_rows
         high = watermark
-        with ThreadPoolExecutor(1, thread_name_prefix="openclaw-read") as reader:
-            ahead = reader.submit(read_page)
-
-            def read_ahead() -> None:
-                nonlocal ahead
-                ahead = reader.submit(read_page)
-
-            while (page := ahead.result()) is not None:
-                mapped, page_high = page
-                if page_high is not None:
-                    high = page_high if high is None else max(high, page_high)
-                importer.write_page(mapped, high, before_commit=read_ahead)
+        # a large load builds the indexes it does not read once at the end (see
+        # ledger.deferred_indexes); first, whatever a load that died half-way set aside
+        restore_indexes(engine, now=now)
+        deferred = indexes_deferred(
+            engine, tasks_table, rows=expected, keep=IMPORT_READS, now=now, min_rows=bulk_min_rows
+        )
+        # pages are read and mapped beside the writes (ledger.importers.openclaw_pages)
+        pages = (ProcessPages if bulk else ThreadPages)(source, since, page_size, options)
+        with deferred, contextlib.closing(pages):
+            for page in pages:
+                tally.rows_read += page.rows_read
+                tally.skipped.extend(page.skipped)
+                if page.high_ms is not None:
+                    high = page.high_ms if high is None else max(high, page.high_ms)
+                importer.write_page(page.tasks, high, before_commit=pages.prefetch)
         if importer.orphans:
             importer.link_orphans()
         source_name = str(source.path)

@@ -199,6 +199,14 @@ class OpenClawSource:
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor]
 
+    def count(self, since_ms: int | None) -> int:
+        """How many rows `pages(since_ms)` will yield (read in a separate snapshot: an
+        estimate when the gateway writes meanwhile)."""
+        where = "" if since_ms is None else " WHERE last_event_at IS NULL OR last_event_at >= ?"
+        params = () if since_ms is None else (since_ms,)
+        (rows,) = self.conn.execute("SELECT count(*) FROM task_runs" + where, params).fetchone()
+        return int(rows)
+
     def pages(self, since_ms: int | None, page_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
         """Rows with `last_event_at >= since_ms` (all rows when None) in order of
         (`last_event_at`, `task_id`), one short read transaction per page; rows without
@@ -248,7 +256,9 @@ class MappedTask:
 
     origin_ref: str
     values: dict[str, Any]
-    detail: dict[str, Any]
+    #: The `origin_detail` object; None when only its JSON text in `values` came along (a
+    #: page from the reading process): `get_detail()` parses it on first use.
+    detail: dict[str, Any] | None
     parent_ref: str | None
     source_status: str
     source_runtime: str
@@ -256,6 +266,14 @@ class MappedTask:
     #: The TIME_COLUMNS values as epoch milliseconds (as normalized): a bulk insert renders
     #: SQLite's text straight from these rather than from the datetimes.
     times_ms: tuple[int | None, ...]
+    #: The same times as SQLite's DATETIME text, when the reader rendered them (the
+    #: importer does otherwise): see `ledger.importers.bulk.sqlite_datetime_ms`.
+    sqlite_times: tuple[str | None, ...] | None = None
+
+    def get_detail(self) -> dict[str, Any]:
+        if self.detail is None:
+            self.detail = json.loads(self.values["origin_detail"])
+        return self.detail
 
     def fill_datetimes(self) -> None:
         """Put the time columns into `values` as datetimes, when `map_row(datetimes=False)`
@@ -509,7 +527,7 @@ def map_row(
         "acknowledged_at": None,
         "origin": ORIGIN,
         "origin_ref": origin_ref,
-        "origin_detail": None,  # serialized by the importer once links are known
+        "origin_detail": None,  # serialized by the importer (ledger.importers.openclaw)
     }
     last_ms = row["last_event_at"]
     task = MappedTask(

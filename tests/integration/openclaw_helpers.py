@@ -75,6 +75,29 @@ def mirror_counts(ledger: Ledger, column: str, tenant: str = "default") -> dict[
     return {str(value): count for value, count in rows}
 
 
+def mirror_snapshot(ledger: Ledger, tenant: str) -> dict[str, tuple[object, ...]]:
+    """Each mirrored task of `tenant` by OpenClaw id: what an import decides (status, run
+    id, parent link, times, origin detail), without tasktrail's own ids."""
+    tasks = ledger.list(tenant=tenant, limit=10_000)
+    refs = {t.task_id: t.origin_ref for t in tasks}
+    return {
+        str(t.origin_ref): (
+            t.status,
+            t.run_id,
+            refs.get(t.parent_task_id) if t.parent_task_id else None,
+            t.created_at,
+            t.started_at,
+            t.ended_at,
+            t.last_event_at,
+            t.cleanup_after,
+            t.reply_to,
+            t.label,
+            t.origin_detail,
+        )
+        for t in tasks
+    }
+
+
 def mirror_versions(ledger: Ledger) -> dict[str, tuple[str, int]]:
     """origin_ref -> (task_id, version) of every mirrored task."""
     with ledger.engine.connect() as conn:

@@ -17,6 +17,7 @@ from tests.integration.openclaw_helpers import (
     copy_sample,
     event_count,
     mirror_counts,
+    mirror_snapshot,
     mirror_versions,
     one_source_row,
     source_counts,
@@ -196,24 +197,8 @@ def test_an_import_in_many_small_pages_mirrors_what_one_page_does(
         ledger.engine, ledger.config, source, now=T0, tenant="paged", page_size=37
     )
 
-    def mirror(tenant: str) -> dict[str, tuple[object, ...]]:
-        tasks = ledger.list(tenant=tenant, limit=10_000)
-        refs = {t.task_id: t.origin_ref for t in tasks}
-        return {
-            str(t.origin_ref): (
-                t.status,
-                t.run_id,
-                refs.get(t.parent_task_id) if t.parent_task_id else None,
-                t.created_at,
-                t.ended_at,
-                t.last_event_at,
-                t.origin_detail,
-            )
-            for t in tasks
-        }
-
-    assert mirror("paged") == mirror("whole")
-    assert len(mirror("paged")) == paged.created == whole.created
+    assert mirror_snapshot(ledger, "paged") == mirror_snapshot(ledger, "whole")
+    assert len(mirror_snapshot(ledger, "paged")) == paged.created == whole.created
     assert (paged.rows_read, paged.by_status, paged.watermark) == (
         whole.rows_read,
         whole.by_status,
