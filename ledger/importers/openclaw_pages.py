@@ -24,7 +24,9 @@ Both yield `MappedPage`s in the source's order. A page the reader cannot read ra
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
+import operator
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
@@ -144,6 +146,7 @@ def _serve_pages(
 ) -> None:
     """The child process: every page, mapped, into `out`; then None (the end), or the
     failure as ("source", problem) or ("error", traceback text)."""
+    gc.disable()  # this process only allocates and frees pages: reference counting does
     try:
         message: tuple[str, str] | None = None
         try:
@@ -161,17 +164,21 @@ def _serve_pages(
         out.close()
 
 
-#: A page as the pipe carries it: tuples and plain containers pickle several times faster
-#: than slotted dataclasses, and the detail travels once, as the JSON text already in
-#: `values`.
-_Wire = tuple[list[tuple[Any, ...]], int, list[SkippedRow], "int | None"]
+#: A page as the pipe carries it: the column names once, then per task a tuple of its
+#: values and the rest of the task; plain tuples pickle several times faster than dicts
+#: and slotted dataclasses, and the detail travels once, as the JSON text in the values.
+_Wire = tuple[list[str], list[tuple[Any, ...]], int, list[SkippedRow], "int | None"]
 
 
 def _pack(page: MappedPage) -> _Wire:
+    if not page.tasks:
+        return [], [], page.rows_read, page.skipped, page.high_ms
+    names = list(page.tasks[0].values)
+    values_of = operator.itemgetter(*names)  # every task's values have these keys (map_row)
     tasks = [
         (
             t.origin_ref,
-            t.values,
+            values_of(t.values),
             t.parent_ref,
             t.source_status,
             t.source_runtime,
@@ -181,14 +188,24 @@ def _pack(page: MappedPage) -> _Wire:
         )
         for t in page.tasks
     ]
-    return tasks, page.rows_read, page.skipped, page.high_ms
+    return names, tasks, page.rows_read, page.skipped, page.high_ms
 
 
 def _unpack(wire: _Wire) -> MappedPage:
-    tasks, rows_read, skipped, high = wire
+    names, tasks, rows_read, skipped, high = wire
     return MappedPage(
         [
-            MappedTask(ref, values, None, parent, status, runtime, last, times, rendered)
+            MappedTask(
+                ref,
+                dict(zip(names, values, strict=True)),
+                None,
+                parent,
+                status,
+                runtime,
+                last,
+                times,
+                rendered,
+            )
             for ref, values, parent, status, runtime, last, times, rendered in tasks
         ],
         rows_read,
@@ -234,7 +251,7 @@ class ProcessPages:
                 ) from None
             if message is None:
                 return
-            if len(message) == 2:
+            if len(message) == 2:  # ("source" | "error", text)
                 kind, text = message
                 if kind == "source":
                     raise OpenClawSourceError(self._path, text)
