@@ -154,7 +154,8 @@ def _collect(
     ordered = query.order_by(*order)
     if limit is not None:
         ordered = ordered.limit(limit)
-    return int(count), [dict(r) for r in conn.execute(ordered).mappings()]
+    # .all(): one fetch call; iterating a result fetches row by row
+    return int(count), [dict(r) for r in conn.execute(ordered).mappings().all()]
 
 
 def _scope(query: Select[Any], tenant: str | None) -> Select[Any]:
@@ -464,11 +465,16 @@ def check_inconsistent(
         and_(T.status.in_(_TERMINAL), T.proof_required.in_(_BOTH), T.ended_at >= recent),
     )
     for in_scope in scopes:
-        query = _scope(select(*_task_columns(), event_status.label("said")).where(in_scope), tenant)
+        # only the disagreeing rows come back: the comparison runs in the database, which
+        # otherwise sends every active task across to be compared here
+        query = _scope(
+            select(*_task_columns(), event_status.label("said")).where(
+                in_scope, event_status.is_distinct_from(T.status)
+            ),
+            tenant,
+        )
         for r in map(dict, conn.execute(query).mappings()):
             said = r["said"]
-            if said == r["status"]:
-                continue
             detail = (
                 f"status {r['status']} but its events say {said}"
                 if said

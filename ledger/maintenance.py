@@ -334,8 +334,16 @@ def _expired_query(now: datetime, limit: int | None = None, after: datetime | No
 
 
 def expired_ids(engine: Engine, *, now: datetime) -> list[str]:
+    """The ids `prune` would delete now (unordered: the preview sorts them). Only the id
+    is read: a mirror can have most of its tasks past retention, and converting each one's
+    `cleanup_after` back to a datetime cost more than the query."""
+    # `status || ''`: the status condition must not use an index, so that SQLite (which
+    # has no statistics and takes any status as selective) ranges over the cleanup_after
+    # index and reads only the expired rows, not every ended one (half the time here)
+    query = select(T.task_id).where(T.cleanup_after < now, T.status.concat("").in_(_ENDED))
     with db.read(engine) as conn:
-        return [row.task_id for row in conn.execute(_expired_query(now))]
+        # .all() fetches in one call: iterating a result fetches row by row
+        return list(conn.execute(query).scalars().all())
 
 
 #: (batch size, pause in seconds) per database. SQLite has one writer at a time: batches

@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ledger import Ledger, LedgerConfig
 from ledger.audit import AuditReport
 from ledger.db import write
 from ledger.ids import short_id
 from ledger.outbox import enqueue_notice
-from ledger.schema import deliveries_table, tasks_table
+from ledger.schema import deliveries_table, events_table, tasks_table
 from tests.conftest import T0
 
 S = timedelta(seconds=1)
@@ -176,14 +176,21 @@ def test_inconsistent_reports_contradicting_records_and_maintenance_fixes_ended_
     no_end = ledger.create(runtime="cli", label="ended without ended_at")
     ledger.finish(no_end.task_id, status="failed")
     flipped = ledger.create(runtime="cli", label="status behind its events")
+    unrecorded = ledger.create(runtime="cli", label="history lost")
     assert found(ledger, "inconsistent", T0 + M) == []
 
     set_task(ledger, no_end.task_id, ended_at=None)
     set_task(ledger, flipped.task_id, status="queued")
+    with write(ledger.engine) as conn:
+        conn.execute(delete(events_table).where(events_table.c.task_id == unrecorded.task_id))
     report = ledger.audit(code="inconsistent", now=T0 + M)
     details = {f.task_id: (f.detail, f.fixable) for f in report.findings}
-    assert details[no_end.task_id] == ("failed without ended_at", True)
-    assert details[flipped.task_id] == ("status queued but its events say running", False)
+    assert details == {
+        no_end.task_id: ("failed without ended_at", True),
+        flipped.task_id: ("status queued but its events say running", False),
+        unrecorded.task_id: ("status running but no event records it", False),
+    }
+    ledger.cancel(unrecorded.task_id, now=T0 + M)  # its cancel is recorded from here on
 
     ledger.maintenance(apply=True, now=T0 + 2 * M)
     ledger.start(flipped.task_id, now=T0 + 2 * M)  # the producer's start is recorded again
