@@ -264,6 +264,30 @@ def writer_connection(engine: Engine) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
+def sqlite_cache(conn: Connection, kib: int) -> Iterator[None]:
+    """On SQLite, a page cache of at least `kib` KiB on this connection for the block, then
+    the one it had (left alone when it was that large already: shrinking a cache drops the
+    pages it holds, which the next batch would read again). Set on the driver's connection,
+    where the PRAGMA does not begin a transaction."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver: Any = conn.connection.dbapi_connection
+    (previous,) = driver.execute("PRAGMA cache_size").fetchone()
+    previous = int(previous)
+    # cache_size is pages when positive, KiB when negative; the default is -2000
+    held_kib = -previous if previous < 0 else previous * 4
+    if held_kib >= kib:
+        yield
+        return
+    driver.execute(f"PRAGMA cache_size = -{kib}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size = {previous}")
+
+
+@contextlib.contextmanager
 def read(engine: Engine) -> Iterator[Connection]:
     """A read transaction (one consistent snapshot); inside `batch()`, the batch's own."""
     ambient = _BATCHES.open.get(engine) if _BATCHES.open else None

@@ -25,7 +25,6 @@ import json
 import logging
 from collections.abc import Collection, Iterator
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, Index, Table, delete, func, select, text
 
@@ -94,15 +93,17 @@ def defer_indexes(engine: Engine, indexes: list[Index], *, now: datetime) -> lis
     return names
 
 
-def restore_indexes(engine: Engine, *, now: datetime) -> list[str]:
+def restore_indexes(engine: Engine, *, now: datetime, conn: Connection | None = None) -> list[str]:
     """Create the recorded indexes that are missing, one per transaction, then clear the
-    record. Returns the names of the indexes it created."""
+    record. Returns the names of the indexes it created. `conn`: a writer connection to
+    build them on (a bulk load's own, whose cache holds the table), outside a transaction."""
     recorded = _recorded(engine)
     if not recorded:
         return []
     known = _by_name()
     created: list[str] = []
-    with db.writer_connection(engine) as conn, _build_cache(conn):
+    held = contextlib.nullcontext(conn) if conn is not None else db.writer_connection(engine)
+    with held as conn, db.sqlite_cache(conn, BUILD_CACHE_KIB):
         for name in recorded:
             index = known.get(name)
             if index is None:  # a later schema dropped it: nothing to rebuild
@@ -130,23 +131,6 @@ def restore_indexes(engine: Engine, *, now: datetime) -> list[str]:
 
 
 @contextlib.contextmanager
-def _build_cache(conn: Connection) -> Iterator[None]:
-    """SQLite: a page cache that holds the table while an index is built, then the
-    connection's own again."""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    # on the driver's connection: through SQLAlchemy's, the PRAGMA would begin a transaction
-    driver: Any = conn.connection.dbapi_connection
-    (previous,) = driver.execute("PRAGMA cache_size").fetchone()
-    driver.execute(f"PRAGMA cache_size = -{BUILD_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA cache_size = {int(previous or -2000)}")
-
-
-@contextlib.contextmanager
 def indexes_deferred(
     engine: Engine,
     table: Table,
@@ -155,10 +139,12 @@ def indexes_deferred(
     keep: Collection[str],
     now: datetime,
     min_rows: int = DEFER_MIN_ROWS,
+    conn: Connection | None = None,
 ) -> Iterator[list[str]]:
     """Around a load of about `rows` rows into `table`: set aside its deferrable indexes
     when `worth_deferring` says so, and build them again when the block ends, whether it
-    ended well or raised. Yields the names set aside (empty: nothing deferred)."""
+    ended well or raised (on `conn` when given, see `restore_indexes`). Yields the names
+    set aside (empty: nothing deferred)."""
     names: list[str] = []
     if worth_deferring(engine, table, rows, min_rows=min_rows):
         names = defer_indexes(engine, deferrable(table, keep), now=now)
@@ -166,4 +152,4 @@ def indexes_deferred(
         yield names
     finally:
         if names:
-            restore_indexes(engine, now=now)
+            restore_indexes(engine, now=now, conn=conn)

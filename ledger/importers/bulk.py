@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, Dialect, Table, insert, null
 
+from ledger import db
 from ledger.schema import UTCDateTime
 
 #: SQLite page cache (KiB, as a negative cache_size) while a large batch is inserted: the
@@ -180,15 +181,8 @@ def insert_many(
     conn.exec_driver_sql(str(compiled), params)
 
 
-@contextlib.contextmanager
-def bulk_cache(conn: Connection, rows: int) -> Iterator[None]:
-    """Raise SQLite's page cache for the duration of a large batch, then restore it."""
-    if conn.dialect.name != "sqlite" or rows < 500:
-        yield
-        return
-    previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(previous or -2000)}")
+def bulk_cache(conn: Connection, rows: int) -> contextlib.AbstractContextManager[None]:
+    """Raise SQLite's page cache for the duration of a large batch (see `db.sqlite_cache`)."""
+    if rows < 500:
+        return contextlib.nullcontext()
+    return db.sqlite_cache(conn, BULK_CACHE_KIB)

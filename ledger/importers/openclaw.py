@@ -46,7 +46,12 @@ from sqlalchemy import (
 
 from ledger import db
 from ledger.config import LedgerConfig
-from ledger.deferred_indexes import DEFER_MIN_ROWS, indexes_deferred, restore_indexes
+from ledger.deferred_indexes import (
+    BUILD_CACHE_KIB,
+    DEFER_MIN_ROWS,
+    indexes_deferred,
+    restore_indexes,
+)
 from ledger.ids import new_task_ids
 from ledger.importers.bulk import bulk_cache, insert_many, sqlite_datetime_ms
 from ledger.importers.openclaw_pages import MapOptions, ProcessPages, ThreadPages
@@ -208,10 +213,12 @@ class _Importer:
         last_ms: int | None,
         *,
         before_commit: Callable[[], object] | None = None,
+        held: Connection | None = None,
     ) -> None:
-        """Write one page in one transaction. `before_commit` runs once everything is written,
-        just before the commit (see `import_openclaw`)."""
-        with db.write(self.engine) as conn:
+        """Write one page in one transaction (on `held`, a writer connection outside a
+        transaction, when given). `before_commit` runs once everything is written, just
+        before the commit (see `import_openclaw`)."""
+        with self._transaction(held) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK_KEY})
             existing = _mirror_rows(conn, self.tenant, [m.origin_ref for m in mapped])
@@ -230,6 +237,15 @@ class _Importer:
                 )
             if before_commit is not None:
                 before_commit()
+
+    @contextlib.contextmanager
+    def _transaction(self, held: Connection | None) -> Iterator[Connection]:
+        if held is None:
+            with db.write(self.engine) as conn:
+                yield conn
+            return
+        with held.begin():
+            yield held
 
     # -- new rows ---------------------------------------------------------------------------
 
@@ -527,19 +543,34 @@ def import_openclaw(
         # a large load builds the indexes it does not read once at the end (see
         # ledger.deferred_indexes); first, whatever a load that died half-way set aside
         restore_indexes(engine, now=now)
-        deferred = indexes_deferred(
-            engine, tasks_table, rows=expected, keep=IMPORT_READS, now=now, min_rows=bulk_min_rows
-        )
         # pages are read and mapped beside the writes (ledger.importers.openclaw_pages)
         pages = (ProcessPages if bulk else ThreadPages)(source, since, page_size, options)
-        collector = _collector_paused() if bulk else contextlib.nullcontext()
-        with deferred, contextlib.closing(pages), collector:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.closing(pages))
+            held = None
+            if bulk:
+                # one connection and one page cache for every page and the index builds:
+                # a cache given back after each page would be read in again by the next
+                held = stack.enter_context(db.writer_connection(engine))
+                stack.enter_context(db.sqlite_cache(held, BUILD_CACHE_KIB))
+                stack.enter_context(_collector_paused())
+            stack.enter_context(
+                indexes_deferred(
+                    engine,
+                    tasks_table,
+                    rows=expected,
+                    keep=IMPORT_READS,
+                    now=now,
+                    min_rows=bulk_min_rows,
+                    conn=held,
+                )
+            )
             for page in pages:
                 tally.rows_read += page.rows_read
                 tally.skipped.extend(page.skipped)
                 if page.high_ms is not None:
                     high = page.high_ms if high is None else max(high, page.high_ms)
-                importer.write_page(page.tasks, high, before_commit=pages.prefetch)
+                importer.write_page(page.tasks, high, before_commit=pages.prefetch, held=held)
         if importer.orphans:
             importer.link_orphans()
         source_name = str(source.path)

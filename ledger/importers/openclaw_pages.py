@@ -47,6 +47,9 @@ from ledger.importers.openclaw_source import (
 from ledger.importers.report import SkippedRow
 from ledger.schema import reply_columns
 
+#: The reading process's first page (rows).
+FIRST_PAGE = 500
+
 
 @dataclass(frozen=True, slots=True)
 class MapOptions:
@@ -151,7 +154,8 @@ def _serve_pages(
         message: tuple[str, str] | None = None
         try:
             with OpenClawSource(path) as source:
-                for rows in source.pages(since_ms, page_size):
+                # a small first page: the parent waits for it with nothing else to do
+                for rows in source.pages(since_ms, page_size, first_size=FIRST_PAGE):
                     out.send(_pack(map_page(rows, options)))
         except OpenClawSourceError as error:
             message = ("source", error.problem)

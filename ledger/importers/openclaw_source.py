@@ -207,10 +207,13 @@ class OpenClawSource:
         (rows,) = self.conn.execute("SELECT count(*) FROM task_runs" + where, params).fetchone()
         return int(rows)
 
-    def pages(self, since_ms: int | None, page_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
+    def pages(
+        self, since_ms: int | None, page_size: int = 2000, first_size: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         """Rows with `last_event_at >= since_ms` (all rows when None) in order of
         (`last_event_at`, `task_id`), one short read transaction per page; rows without
-        `last_event_at` come first, every time."""
+        `last_event_at` come first, every time. `first_size`: a smaller first page, so the
+        writer waiting for it starts sooner."""
         try:
             nulls = self._fetch(self._select + " WHERE r.last_event_at IS NULL ORDER BY r.task_id")
             if nulls:
@@ -225,24 +228,22 @@ class OpenClawSource:
                 + " WHERE r.last_event_at >= ? AND (r.last_event_at > ? OR r.task_id > ?)"
                 " ORDER BY r.last_event_at, r.task_id LIMIT ?"
             )
-            first = True
+            size = min(first_size or page_size, page_size)
+            page = self._fetch(
+                self._select + " WHERE r.last_event_at >= ?"
+                " ORDER BY r.last_event_at, r.task_id LIMIT ?",
+                (at, size),
+            )
             while True:
-                if first:
-                    page = self._fetch(
-                        self._select + " WHERE r.last_event_at >= ?"
-                        " ORDER BY r.last_event_at, r.task_id LIMIT ?",
-                        (at, page_size),
-                    )
-                    first = False
-                else:
-                    page = self._fetch(query, (at, at, after, page_size))
                 if not page:
                     return
                 yield page
-                if len(page) < page_size:
+                if len(page) < size:
                     return
                 last = page[-1]
                 at, after = last["last_event_at"], last["task_id"]
+                size = page_size
+                page = self._fetch(query, (at, at, after, size))
         except sqlite3.DatabaseError as error:
             raise OpenClawSourceError(str(self.path), f"read failed ({error})") from None
 
