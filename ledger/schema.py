@@ -32,7 +32,7 @@ from sqlalchemy.types import TypeDecorator
 
 #: The Alembic revision this code's models correspond to. Checked (one SELECT) on connect;
 #: migrations run only when the database is behind.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -197,7 +197,9 @@ tasks_table = Table(
         sqlite_where=text("origin_ref IS NOT NULL"),
     ),
     #: Chat boards (bot.chat.board): one index range per (scope, status), newest first;
-    #: the trailing columns let the needs-attention filters run on the index alone.
+    #: the trailing columns let the needs-attention filters run on the index alone. Board
+    #: queries always name the channel or user, so on SQLite tasks without one stay out
+    #: (migration 0002).
     Index(
         "ix_tasks_tenant_channel",
         "tenant",
@@ -207,6 +209,7 @@ tasks_table = Table(
         "delivery_status",
         "proof_required",
         "proof_status",
+        sqlite_where=text("reply_channel IS NOT NULL"),
     ),
     Index(
         "ix_tasks_tenant_reply_user",
@@ -217,6 +220,7 @@ tasks_table = Table(
         "delivery_status",
         "proof_required",
         "proof_status",
+        sqlite_where=text("reply_user IS NOT NULL"),
     ),
     Index("ix_tasks_tenant_delivery", "tenant", "delivery_status", "status", "created_at"),
     Index(

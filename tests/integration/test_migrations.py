@@ -75,3 +75,50 @@ def test_an_unknown_schema_revision_is_refused_with_a_clear_error(
 
     with pytest.raises(SchemaMismatch, match="9999"):
         Ledger.connect(f"sqlite:///{path}")
+
+
+def test_upgrading_a_0001_sqlite_ledger_keeps_its_tasks_and_narrows_the_board_indexes(
+    tmp_path: os.PathLike[str],
+) -> None:
+    from sqlalchemy import text
+
+    from ledger.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    old = Ledger(engine, Ledger.connect(url, migrate=False).config)
+    in_channel = old.create(
+        runtime="cli", label="asked in #builds", reply_to="slack:T1/C1/1.2@U1", tenant="slack:T1"
+    )
+    nowhere = old.create(runtime="cron", label="nightly", tenant="slack:T1")
+    engine.dispose()
+
+    ledger = Ledger.connect(url)  # migrates to the newest revision
+    try:
+        assert current_revision(ledger.engine) == SCHEMA_REVISION == "0002"
+        assert {t.task_id for t in ledger.list(tenant="slack:T1")} == {
+            in_channel.task_id,
+            nowhere.task_id,
+        }
+        with ledger.engine.connect() as conn:
+            ddl = dict(
+                conn.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE name LIKE 'ix_tasks_tenant_%'")
+                ).all()
+            )
+            plan = conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT task_id FROM tasks WHERE tenant = :t AND "
+                    "reply_channel = :c AND status = 'running' ORDER BY created_at DESC LIMIT 10"
+                ),
+                {"t": "slack:T1", "c": "slack:T1/C1"},
+            ).all()
+        assert ddl["ix_tasks_tenant_channel"].endswith("WHERE reply_channel IS NOT NULL")
+        assert ddl["ix_tasks_tenant_reply_user"].endswith("WHERE reply_user IS NOT NULL")
+        assert "ix_tasks_tenant_channel" in str(plan)
+        board = ledger.board(tenant="slack:T1", channel_key="slack:T1/C1")
+        shown = [t.task_id for part in board.groups for t in part.tasks]
+        assert shown == [in_channel.task_id]
+    finally:
+        ledger.close()
