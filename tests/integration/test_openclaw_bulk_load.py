@@ -6,6 +6,7 @@ however it ends, and leave no process behind."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,36 @@ def test_a_reader_stopped_after_one_page_leaves_no_process(source: Path) -> None
     assert (first.rows_read, len(first.tasks)) == (10, 10)
     assert all(t.sqlite_times is not None for t in first.tasks)
     assert multiprocessing.active_children() == []
+
+
+def test_a_bulk_load_beside_other_threads_spawns_its_reader_and_stores_the_same(
+    sqlite_url: str, source: Path
+) -> None:
+    """`serve` runs the mirror beside its other threads: the reader is spawned, not forked."""
+    ledger = Ledger.connect(sqlite_url)
+    ordinary = ledger.import_openclaw(source, tenant="ordinary")
+    started: list[str] = []
+    original = multiprocessing.get_context
+
+    def spy(method: str | None = None) -> Any:
+        started.append(str(method))
+        return original(method)
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="scheduler")  # as serve has
+    other.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(multiprocessing, "get_context", spy)
+            bulk = import_openclaw(
+                ledger.engine, ledger.config, source, now=T0, tenant="bulk", bulk_min_rows=1
+            )
+    finally:
+        stop.set()
+        other.join()
+
+    assert started == ["spawn"]
+    assert bulk.created == ordinary.created == 1000
+    assert _rows(ledger, "bulk") == _rows(ledger, "ordinary")
+    assert multiprocessing.active_children() == []
+    ledger.close()
