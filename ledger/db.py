@@ -230,17 +230,10 @@ def _savepoint(conn: Connection) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: takes the write lock at BEGIN on SQLite; commits on exit.
-    Inside `batch()`, a savepoint of the batch's transaction instead."""
+def _busy_translated() -> Iterator[None]:
+    """A driver error that means the database is busy, raised as `LedgerBusy`."""
     try:
-        ambient = _BATCHES.open.get(engine) if _BATCHES.open else None
-        if ambient is not None:
-            with _savepoint(ambient):
-                yield ambient
-            return
-        with _writer(engine).connect() as conn, conn.begin():
-            yield conn
+        yield
     except exc.DBAPIError as error:
         busy = _translate(error)
         if busy is not None:
@@ -249,18 +242,26 @@ def write(engine: Engine) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: takes the write lock at BEGIN on SQLite; commits on exit.
+    Inside `batch()`, a savepoint of the batch's transaction instead."""
+    with _busy_translated():
+        ambient = _BATCHES.open.get(engine) if _BATCHES.open else None
+        if ambient is not None:
+            with _savepoint(ambient):
+                yield ambient
+            return
+        with _writer(engine).connect() as conn, conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
 def writer_connection(engine: Engine) -> Iterator[Connection]:
     """One pooled connection for a run of write transactions, each `with conn.begin():`
     (which takes the write lock, as `write()` does): for work that sets connection state,
     such as a PRAGMA, once for all of them."""
-    try:
-        with _writer(engine).connect() as conn:
-            yield conn
-    except exc.DBAPIError as error:
-        busy = _translate(error)
-        if busy is not None:
-            raise busy from error
-        raise
+    with _busy_translated(), _writer(engine).connect() as conn:
+        yield conn
 
 
 @contextlib.contextmanager
@@ -276,7 +277,11 @@ def sqlite_cache(conn: Connection, kib: int) -> Iterator[None]:
     (previous,) = driver.execute("PRAGMA cache_size").fetchone()
     previous = int(previous)
     # cache_size is pages when positive, KiB when negative; the default is -2000
-    held_kib = -previous if previous < 0 else previous * 4
+    if previous < 0:
+        held_kib = -previous
+    else:
+        (page_size,) = driver.execute("PRAGMA page_size").fetchone()
+        held_kib = previous * int(page_size) // 1024
     if held_kib >= kib:
         yield
         return
@@ -294,14 +299,8 @@ def read(engine: Engine) -> Iterator[Connection]:
     if ambient is not None:
         yield ambient
         return
-    try:
-        with engine.connect() as conn, conn.begin():
-            yield conn
-    except exc.DBAPIError as error:
-        busy = _translate(error)
-        if busy is not None:
-            raise busy from error
-        raise
+    with _busy_translated(), engine.connect() as conn, conn.begin():
+        yield conn
 
 
 def current_revision(engine: Engine) -> str | None:
