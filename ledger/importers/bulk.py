@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,6 +178,56 @@ def insert_many(
     bound = compiled.positiontup
     assert bound is not None
     params = list(zip(*(columns[name] for name in bound), strict=True))
+    conn.exec_driver_sql(str(compiled), params)
+
+
+def insert_tuples(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    nulls: Collection[str] = (),
+    rendered: Collection[str] = (),
+) -> None:
+    """SQLite: insert `rows`, tuples of values in `names` order already as the driver takes
+    them, in one executemany; nothing is looked up or converted per value. `nulls`: names
+    NULL in every row, written as NULL literals (see `insert_many`); `rendered`: the
+    datetime columns given as SQLite's text. Every other column of the table must be
+    nullable without a Python-side default (or be its autoincrement key), and no datetime
+    may come unrendered."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        raise ValueError("insert_tuples writes SQLite's own values; use insert_many")
+    given = set(names)
+    serial = getattr(table, "autoincrement_column", None)
+    for column in table.columns:
+        missing = column.key not in given and column is not serial
+        if missing and (
+            column.default is not None or (not column.nullable and column.server_default is None)
+        ):
+            raise ValueError(f"insert_tuples: no value for {table.name}.{column.key}")
+        if (
+            column.key in given
+            and isinstance(column.type, UTCDateTime)
+            and column.key not in rendered
+            and column.key not in nulls
+        ):
+            raise ValueError(f"insert_tuples: {table.name}.{column.key} is not rendered")
+    position = {name: i for i, name in enumerate(names)}
+    for name in nulls:  # a value in a NULL-literal column would be lost without a word
+        at = position[name]
+        if any(row[at] is not None for row in rows):
+            raise ValueError(f"insert_tuples: {table.name}.{name} is not NULL in every row")
+    compiled = _compiled(conn.dialect, table, tuple(names), frozenset(nulls))
+    bound = compiled.positiontup
+    assert bound is not None, "SQLite compiles positional parameters"
+    if list(bound) == list(names):
+        params: Sequence[tuple[Any, ...]] = rows
+    else:  # each row's bound values in the statement's order, in one C call a row
+        pick = operator.itemgetter(*(position[name] for name in bound))
+        params = list(map(pick, rows)) if len(bound) > 1 else [(pick(row),) for row in rows]
     conn.exec_driver_sql(str(compiled), params)
 
 

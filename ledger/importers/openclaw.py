@@ -24,6 +24,7 @@ import contextlib
 import gc
 import json
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -53,7 +54,13 @@ from ledger.deferred_indexes import (
     restore_indexes,
 )
 from ledger.ids import new_task_ids
-from ledger.importers.bulk import bulk_cache, insert_many, sqlite_datetime_ms
+from ledger.importers.bulk import (
+    bulk_cache,
+    insert_many,
+    insert_tuples,
+    sqlite_datetime,
+    sqlite_datetime_ms,
+)
 from ledger.importers.openclaw_pages import MapOptions, ProcessPages, ThreadPages
 from ledger.importers.openclaw_source import (
     DELIVERY_MAP,
@@ -214,6 +221,7 @@ class _Importer:
         *,
         before_commit: Callable[[], object] | None = None,
         held: Connection | None = None,
+        null_columns: frozenset[str] = frozenset(),
     ) -> None:
         """Write one page in one transaction (on `held`, a writer connection outside a
         transaction, when given). `before_commit` runs once everything is written, just
@@ -223,7 +231,15 @@ class _Importer:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK_KEY})
             existing = _mirror_rows(conn, self.tenant, [m.origin_ref for m in mapped])
             new = [m for m in mapped if m.origin_ref not in existing]
-            self._insert(conn, new)
+            if (
+                new
+                and conn.dialect.name == "sqlite"
+                and not self.notify
+                and all(m.fields is None and m.sqlite_times is not None for m in new)
+            ):
+                self._insert_packed(conn, new, null_columns)
+            else:
+                self._insert(conn, new)
             for task in mapped:
                 row = existing.get(task.origin_ref)
                 if row is not None:
@@ -310,6 +326,71 @@ class _Importer:
         self.tally.created += len(rows)
         if self.notify:
             self._announce_new(conn, rows)
+
+    def _insert_packed(
+        self, conn: Connection, new: list[MappedTask], null_columns: frozenset[str]
+    ) -> None:
+        """`_insert` for a page from the reading process on SQLite (no notices to queue):
+        each row goes to the driver as the tuple it came in, times as the reader rendered
+        them; only a task whose run id is taken or that has a parent gets its values built
+        and changed, as `_insert` changes them."""
+        first = new[0].packed
+        assert first is not None
+        names = first.names
+        run_at, status_at = names.index("run_id"), names.index("status")
+        ids = new_task_ids(len(new))
+        in_page = {m.origin_ref: task_id for m, task_id in zip(new, ids, strict=True)}
+        wanted = sorted({m.parent_ref for m in new if m.parent_ref and m.parent_ref not in in_page})
+        parents = {**_mirror_ids(conn, self.tenant, wanted), **in_page} if wanted else in_page
+        run_ids = sorted({v for m in new if m.packed and (v := m.packed.values[run_at])})
+        taken = _taken_run_ids(conn, self.tenant, run_ids) if run_ids else set()
+        values_of = operator.itemgetter(*names)
+        nulls = set(null_columns)
+        at, created = sqlite_datetime(self.now), EventKind.CREATED.value
+        rows: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for task, task_id in zip(new, ids, strict=True):
+            assert task.packed is not None and task.sqlite_times is not None
+            packed = task.packed.values
+            run_id = packed[run_at]
+            changed = False
+            if run_id:
+                if run_id in taken:  # see _insert
+                    task.get_detail()["run_id"] = run_id
+                    task.values["run_id"] = None
+                    task.values["origin_detail"] = dump_detail(task.get_detail())
+                    changed = True
+                else:
+                    taken.add(run_id)
+            if task.parent_ref:
+                parent = task.values["parent_task_id"] = parents.get(task.parent_ref)
+                if parent is None:
+                    self.orphans += 1
+                else:
+                    nulls.discard("parent_task_id")
+                changed = True
+            row = values_of(task.values) if changed else packed
+            rows.append((task_id, 1, *row, *task.sqlite_times))
+            summary = f"mirrored from OpenClaw task {task.origin_ref}"
+            events.append((task_id, 1, at, created, None, packed[status_at], ACTOR, summary))
+        with bulk_cache(conn, len(rows)):
+            insert_tuples(
+                conn,
+                tasks_table,
+                ("task_id", "version", *names, *TIME_COLUMNS),
+                rows,
+                nulls=nulls,
+                rendered=TIME_COLUMNS,
+            )
+            insert_tuples(
+                conn,
+                events_table,
+                ("task_id", "seq", "at", "kind", "from_status", "to_status", "actor", "summary"),
+                events,
+                nulls=("from_status",),
+                rendered=("at",),
+            )
+        self.tally.created += len(rows)
 
     def _announce_new(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """With --notify-from-tasktrail, tasks that appear after the first pass get their
@@ -570,7 +651,13 @@ def import_openclaw(
                 tally.skipped.extend(page.skipped)
                 if page.high_ms is not None:
                     high = page.high_ms if high is None else max(high, page.high_ms)
-                importer.write_page(page.tasks, high, before_commit=pages.prefetch, held=held)
+                importer.write_page(
+                    page.tasks,
+                    high,
+                    before_commit=pages.prefetch,
+                    held=held,
+                    null_columns=page.null_columns,
+                )
         if importer.orphans:
             importer.link_orphans()
         source_name = str(source.path)

@@ -40,6 +40,7 @@ from ledger.importers.openclaw_source import (
     MappedTask,
     OpenClawSource,
     OpenClawSourceError,
+    Packed,
     RowRejected,
     dump_detail,
     map_row,
@@ -70,6 +71,8 @@ class MappedPage:
     skipped: list[SkippedRow] = field(default_factory=list)
     #: The page's highest `last_event_at` (epoch ms); None when no row has one.
     high_ms: int | None = None
+    #: Columns NULL in every task of the page (known for a page from the reading process).
+    null_columns: frozenset[str] = frozenset()
 
 
 _reply_columns = functools.lru_cache(maxsize=1024)(reply_columns)
@@ -171,13 +174,16 @@ def _serve_pages(
 #: A page as the pipe carries it: the column names once, then per task a tuple of its
 #: values and the rest of the task; plain tuples pickle several times faster than dicts
 #: and slotted dataclasses, and the detail travels once, as the JSON text in the values.
-_Wire = tuple[list[str], list[tuple[Any, ...]], int, list[SkippedRow], "int | None"]
+#: Last, the columns NULL in every task.
+_Wire = tuple[
+    tuple[str, ...], list[tuple[Any, ...]], int, list[SkippedRow], "int | None", list[str]
+]
 
 
 def _pack(page: MappedPage) -> _Wire:
     if not page.tasks:
-        return [], [], page.rows_read, page.skipped, page.high_ms
-    names = list(page.tasks[0].values)
+        return (), [], page.rows_read, page.skipped, page.high_ms, []
+    names = tuple(page.tasks[0].values)
     values_of = operator.itemgetter(*names)  # every task's values have these keys (map_row)
     tasks = [
         (
@@ -192,16 +198,22 @@ def _pack(page: MappedPage) -> _Wire:
         )
         for t in page.tasks
     ]
-    return names, tasks, page.rows_read, page.skipped, page.high_ms
+    first = tasks[0][1]
+    nulls = [
+        name
+        for i, name in enumerate(names)
+        if first[i] is None and all(task[1][i] is None for task in tasks)
+    ]
+    return names, tasks, page.rows_read, page.skipped, page.high_ms, nulls
 
 
 def _unpack(wire: _Wire) -> MappedPage:
-    names, tasks, rows_read, skipped, high = wire
+    names, tasks, rows_read, skipped, high, nulls = wire
     return MappedPage(
         [
             MappedTask(
                 ref,
-                dict(zip(names, values, strict=True)),
+                None,  # built from `packed` when the importer needs it
                 None,
                 parent,
                 status,
@@ -209,12 +221,14 @@ def _unpack(wire: _Wire) -> MappedPage:
                 last,
                 times,
                 rendered,
+                Packed(names, values),
             )
             for ref, values, parent, status, runtime, last, times, rendered in tasks
         ],
         rows_read,
         skipped,
         high,
+        frozenset(nulls),
     )
 
 

@@ -251,12 +251,19 @@ class OpenClawSource:
 # -- mapping ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Packed:
+    names: tuple[str, ...]
+    values: tuple[Any, ...]
+
+
 @dataclass(slots=True)
 class MappedTask:
     """One OpenClaw row as tasktrail column values, plus what the importer links later."""
 
     origin_ref: str
-    values: dict[str, Any]
+    #: The column values (see `values`); None while they are only `packed`.
+    fields: dict[str, Any] | None
     #: The `origin_detail` object; None when only its JSON text in `values` came along (a
     #: page from the reading process): `get_detail()` parses it on first use.
     detail: dict[str, Any] | None
@@ -270,6 +277,18 @@ class MappedTask:
     #: The same times as SQLite's DATETIME text, when the reader rendered them (the
     #: importer does otherwise): see `ledger.importers.bulk.sqlite_datetime_ms`.
     sqlite_times: tuple[str | None, ...] | None = None
+    #: The column values as a tuple in `Packed.names` order, as a page from the reading
+    #: process brings them (`ledger.importers.openclaw_pages`): the importer inserts a new
+    #: task straight from it, and builds `values` only for a task it has to change.
+    packed: Packed | None = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The tasktrail column values by name."""
+        if self.fields is None:
+            assert self.packed is not None
+            self.fields = dict(zip(self.packed.names, self.packed.values, strict=True))
+        return self.fields
 
     def get_detail(self) -> dict[str, Any]:
         if self.detail is None:
@@ -533,7 +552,7 @@ def map_row(
     last_ms = row["last_event_at"]
     task = MappedTask(
         origin_ref=origin_ref,
-        values=values,
+        fields=values,
         detail=detail,
         parent_ref=_blank_to_none(row["parent_task_id"]),
         source_status=status,
@@ -565,6 +584,7 @@ __all__ = [
     "MappedTask",
     "OpenClawSource",
     "OpenClawSourceError",
+    "Packed",
     "RowRejected",
     "default_db_path",
     "dump_detail",

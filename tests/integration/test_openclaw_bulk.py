@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from ledger import Ledger
-from ledger.importers.bulk import insert_many, sqlite_datetime_ms
+from ledger.importers.bulk import insert_many, insert_tuples, sqlite_datetime, sqlite_datetime_ms
 from ledger.importers.openclaw_source import COLUMNS, TIME_COLUMNS, dump_detail, map_row
-from ledger.schema import tasks_table
+from ledger.schema import reply_columns, tasks_table
 
 _MS = timedelta(milliseconds=1)
 
@@ -101,3 +102,42 @@ def test_a_page_as_the_importer_inserts_it_stores_what_core_inserts_store(ledger
         assert stored[f"bulk{i:012d}"] == stored[f"core{i:012d}"]
     assert stored["bulk000000000001"]["error"] == "exit 1"
     assert stored["bulk000000000002"]["reply_to"] is None
+
+
+def test_rows_as_tuples_store_what_core_inserts_store_and_bad_rows_are_refused(
+    sqlite_url: str,
+) -> None:
+    ledger = Ledger.connect(sqlite_url)
+    variants = [{}, {"status": "succeeded", "ended_at": 1_795_771_730_000, "error": "exit 1"}]
+    given = [_values(f"tupl{i:012d}", f"r-tuple-{i}", **v) for i, v in enumerate(variants)]
+    core = [_values(f"core{i:012d}", f"r-core-{i}", **v) for i, v in enumerate(variants)]
+    names = [n for n in given[0] if n not in TIME_COLUMNS]
+    for row in given:  # times as SQLite's text, everything else as it is
+        for name in TIME_COLUMNS:
+            row[name] = sqlite_datetime(row[name])
+        row.update(reply_columns(row["reply_to"]))  # what the column defaults would derive
+    names += [*TIME_COLUMNS, "reply_channel", "reply_user"]
+    rows = [tuple(row[n] for n in names) for row in given]
+    nulls = {n for i, n in enumerate(names) if all(r[i] is None for r in rows)}
+
+    with ledger.engine.begin() as conn:
+        insert_tuples(conn, tasks_table, names, rows, nulls=nulls, rendered=TIME_COLUMNS)
+        conn.execute(tasks_table.insert(), core)
+    stored = _stored(ledger)
+    assert stored["tupl000000000000"] == stored["core000000000000"]
+    assert stored["tupl000000000001"] == stored["core000000000001"]
+
+    with ledger.engine.begin() as conn:
+        with pytest.raises(ValueError, match="is not NULL in every row"):
+            insert_tuples(
+                conn, tasks_table, names, rows, nulls={*nulls, "error"}, rendered=TIME_COLUMNS
+            )
+        with pytest.raises(ValueError, match=r"tasks\.created_at is not rendered"):
+            insert_tuples(conn, tasks_table, names, rows, nulls=nulls)
+        at = names.index("status")
+        short = names[:at] + names[at + 1 :]
+        no_status = [r[:at] + r[at + 1 :] for r in rows]
+        with pytest.raises(ValueError, match=r"no value for tasks\.status"):
+            insert_tuples(conn, tasks_table, short, no_status, nulls=nulls, rendered=TIME_COLUMNS)
+    assert len(_stored(ledger)) == 4
+    ledger.close()

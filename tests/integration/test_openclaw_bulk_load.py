@@ -5,6 +5,7 @@ however it ends, and leave no process behind."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 from pathlib import Path
@@ -83,12 +84,51 @@ def _schema_indexes() -> set[str]:
 
 
 def test_a_bulk_load_stores_exactly_what_an_ordinary_pass_stores(
-    ledger: Ledger, source: Path
+    ledger: Ledger, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # links to parents in a later page (linked at the end), in an earlier page, and to none
+    ids = [
+        ref
+        for (ref,) in source_query(
+            source, "SELECT task_id FROM task_runs ORDER BY last_event_at, task_id"
+        )
+    ]
+    links = [(ids[-1 - i], ids[i]) for i in range(10)]
+    links += [(ids[100 + i], ids[600 + i]) for i in range(10)]
+    links.append(("gone-from-openclaw", ids[700]))
+    for parent, child in links:
+        source_write(
+            source, "UPDATE task_runs SET parent_task_id = ? WHERE task_id = ?", (parent, child)
+        )
+    # a run id some other task in each tenant holds already
+    (taken,) = source_query(source, "SELECT run_id FROM task_runs WHERE task_id = ?", (ids[42],))[0]
+    for tenant in ("ordinary", "bulk"):
+        ledger.create(runtime="cli", label="holds the run id", run_id=taken, tenant=tenant)
+    packed_pages: list[int] = []
+    insert_packed = importer._Importer._insert_packed
+
+    def spy(self: Any, conn: Any, new: Any, nulls: Any) -> None:
+        packed_pages.append(len(new))
+        insert_packed(self, conn, new, nulls)
+
+    monkeypatch.setattr(importer._Importer, "_insert_packed", spy)
+
     ordinary = ledger.import_openclaw(source, tenant="ordinary")
+    assert packed_pages == []  # an ordinary pass maps on a thread and inserts from dicts
     bulk = import_openclaw(
         ledger.engine, ledger.config, source, now=T0, tenant="bulk", bulk_min_rows=1
     )
+
+    # on SQLite the pages from the reading process go to the driver as tuples
+    assert sum(packed_pages) == (1000 if ledger.engine.dialect.name == "sqlite" else 0)
+    stored = _rows(ledger, "bulk")
+    assert stored == _rows(ledger, "ordinary")
+    linked = {
+        ref: row["parent_task_id"] for ref, row in stored.items() if row.get("parent_task_id")
+    }
+    assert linked == {child: parent for parent, child in links if parent in ids}
+    assert stored[ids[42]]["run_id"] is None
+    assert json.loads(stored[ids[42]]["origin_detail"])["run_id"] == taken
 
     assert _rows(ledger, "bulk") == _rows(ledger, "ordinary")
     assert mirror_snapshot(ledger, "bulk") == mirror_snapshot(ledger, "ordinary")
