@@ -148,14 +148,15 @@ Check = Callable[
 def _collect(
     conn: Connection, query: Select[Any], order: Sequence[Any], limit: int | None
 ) -> tuple[int, Rows]:
-    count = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    if count == 0:
-        return 0, []
     ordered = query.order_by(*order)
     if limit is not None:
         ordered = ordered.limit(limit)
     # .all(): one fetch call; iterating a result fetches row by row
-    return int(count), [dict(r) for r in conn.execute(ordered).mappings().all()]
+    rows: Rows = [dict(r) for r in conn.execute(ordered).mappings().all()]
+    if limit is None or len(rows) < limit:
+        return len(rows), rows  # all of them: no count to ask for (nor to compile)
+    count = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    return int(count), rows
 
 
 def _scope(query: Select[Any], tenant: str | None) -> Select[Any]:
