@@ -8,16 +8,31 @@ writers queue on the busy handler instead of failing with "database is locked" m
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    exc,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 from ledger.config import LedgerConfig
@@ -327,6 +342,21 @@ def ensure_schema(engine: Engine) -> None:
     if found is not None and found not in known_revisions():
         raise SchemaMismatch(found, SCHEMA_REVISION)
     upgrade(engine)
+
+
+def one_of(conn: Connection, column: Any, values: Sequence[str]) -> Any:
+    """`column IN values` with the values as ONE bound parameter (a PostgreSQL array, a JSON
+    array read by SQLite's json_each): a few thousand ids make one statement, not one bound
+    value (and one rendered placeholder) each. Both planners still probe the column's own
+    index per value."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam("values", list(values), type_=ARRAY(String())))
+    listed: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam("values", json.dumps(list(values))))
+    )
+    return column.in_(listed.scalar_subquery())
 
 
 def dialect_insert(conn: Connection, table: Any) -> Any:

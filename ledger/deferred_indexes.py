@@ -71,10 +71,13 @@ def worth_deferring(
     return rows >= present
 
 
+def _names(stored: str | None) -> list[str]:
+    return list(json.loads(stored)) if stored else []
+
+
 def _recorded(engine: Engine) -> list[str]:
     with db.read(engine) as conn:
-        value = read_state(conn, STATE_KEY)
-    return list(json.loads(value)) if value else []
+        return _names(read_state(conn, STATE_KEY))
 
 
 def defer_indexes(engine: Engine, indexes: list[Index], *, now: datetime) -> list[str]:
@@ -84,8 +87,7 @@ def defer_indexes(engine: Engine, indexes: list[Index], *, now: datetime) -> lis
     if not names:
         return []
     with db.write(engine) as conn:
-        stored = read_state(conn, STATE_KEY)
-        recorded = list(json.loads(stored)) if stored else []
+        recorded = _names(read_state(conn, STATE_KEY))
         write_state(conn, STATE_KEY, json.dumps(sorted({*recorded, *names})), now)
         for name in names:
             conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
@@ -115,10 +117,9 @@ def restore_indexes(engine: Engine, *, now: datetime, conn: Connection | None = 
             created.append(name)
     with db.write(engine) as conn:
         # another load may have set indexes aside meanwhile: keep what is still missing
-        stored = read_state(conn, STATE_KEY)
         still = [
             name
-            for name in (json.loads(stored) if stored else [])
+            for name in _names(read_state(conn, STATE_KEY))
             if name in known and not conn.dialect.has_index(conn, known[name].table.name, name)  # type: ignore[union-attr]
         ]
         if still:

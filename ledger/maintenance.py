@@ -20,7 +20,6 @@ maintenance would not fix), and the findings left for an operator with their rem
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,13 +29,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Select,
-    String,
-    any_,
-    bindparam,
     delete,
-    func,
-    literal_column,
     select,
     update,
 )
@@ -409,15 +402,4 @@ def delete_tasks(conn: Connection, ids: list[str]) -> None:
     """Delete the tasks and their child rows. The ids travel as ONE parameter (a PostgreSQL
     array, a JSON array read by SQLite's json_each), not one bound value per id."""
     for table in (events_table, artifacts_table, deliveries_table, followers_table, tasks_table):
-        conn.execute(delete(table).where(_among(conn, table.c.task_id, ids)))
-
-
-def _among(conn: Connection, column: Any, ids: list[str]) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam("ids", ids, type_=ARRAY(String())))
-    values: Select[Any] = select(literal_column("value")).select_from(
-        func.json_each(bindparam("ids", json.dumps(ids)))
-    )
-    return column.in_(values.scalar_subquery())
+        conn.execute(delete(table).where(db.one_of(conn, table.c.task_id, ids)))

@@ -145,11 +145,9 @@ def insert_many(
         assert not rendered, "a column default SQLAlchemy must run: give datetimes instead"
         conn.execute(insert(table), list(rows))
         return
-    # Column by column rather than row by row: Python touches only the values that need
-    # converting, and no tuple is built per row until the parameters themselves (the garbage
-    # collector's work grows with every tracked object a page leaves alive).
+    # Column by column: Python touches only the values that need converting. Each row's
+    # values are taken as one tuple (itemgetter, in C) and turned into columns by zip(*).
     given = [name for name in order if name in present and name not in rendered]
-    # each row's values as one tuple (itemgetter, in C), turned into columns by zip(*)
     columns: dict[str, Sequence[Any]] = {}
     if len(given) == 1:
         columns[given[0]] = [row[given[0]] for row in rows]

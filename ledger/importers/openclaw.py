@@ -12,8 +12,8 @@ late), page by page; every page is one tasktrail write transaction:
   `mirrored` event; rows that match are not written at all;
 - rows OpenClaw's own reader would reject are skipped, each with a reason.
 
-Pages are written in order by the calling thread; the next page is read and mapped on a
-second thread while the previous one commits (see `import_openclaw`).
+Pages are written in order by the calling thread while the next is read and mapped beside it
+(`ledger.importers.openclaw_pages`: a second thread, or for a bulk load a child process).
 
 Rows OpenClaw prunes stay in tasktrail until its own retention removes them.
 """
@@ -34,12 +34,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Select,
-    String,
-    any_,
-    bindparam,
-    func,
-    literal_column,
     select,
     text,
     update,
@@ -104,7 +98,6 @@ PAGE_SIZE = 5000
 IMPORT_LOCK_KEY = 0x7A5C_0C1A
 ACTOR = "openclaw"
 _CAS_ATTEMPTS = 20
-#: Shared results, only read: a tenant's tasks reply to a handful of addresses.
 
 #: Fields copied from OpenClaw on every change (None included).
 _SYNCED = (
@@ -123,21 +116,6 @@ _SYNCED = (
 _SYNCED_WHEN_SET = ("started_at", "ended_at", "cleanup_after", "reply_to", "parent_task_id")
 
 
-def _one_of(conn: Connection, column: Any, values: Sequence[str]) -> Any:
-    """`column IN values` with the values as ONE bound parameter (a PostgreSQL array, a JSON
-    array read by SQLite's json_each), as `ledger.maintenance` deletes by id: a page's few
-    thousand refs make one statement, not one bound value (and one rendered placeholder)
-    each. Both planners still probe the column's own index per value."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == any_(bindparam("values", list(values), type_=ARRAY(String())))
-    listed: Select[Any] = select(literal_column("value")).select_from(
-        func.json_each(bindparam("values", json.dumps(list(values))))
-    )
-    return column.in_(listed.scalar_subquery())
-
-
 # These lookups filter on origin_ref / run_id alone in SQL (their indexes are the selective
 # ones; given a tenant condition too, SQLite's and PostgreSQL's planners pick a tenant index
 # on a freshly grown table and scan the whole tenant per page) and check the tenant here.
@@ -153,7 +131,7 @@ def _mirror_rows(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str
     if not refs:
         return found
     for row in conn.execute(
-        select(tasks_table).where(_one_of(conn, T.origin_ref, refs))
+        select(tasks_table).where(db.one_of(conn, T.origin_ref, refs))
     ).mappings():
         if row["tenant"] == tenant and row["origin"] == ORIGIN:
             found[row["origin_ref"]] = dict(row)
@@ -165,7 +143,9 @@ def _mirror_ids(conn: Connection, tenant: str, refs: Sequence[str]) -> dict[str,
     if not refs:
         return found
     for task_id, ref, row_tenant, origin in conn.execute(
-        select(T.task_id, T.origin_ref, T.tenant, T.origin).where(_one_of(conn, T.origin_ref, refs))
+        select(T.task_id, T.origin_ref, T.tenant, T.origin).where(
+            db.one_of(conn, T.origin_ref, refs)
+        )
     ):
         if row_tenant == tenant and origin == ORIGIN:
             found[ref] = task_id
@@ -177,7 +157,7 @@ def _taken_run_ids(conn: Connection, tenant: str, run_ids: Sequence[str]) -> set
     if not run_ids:
         return taken
     for run_id, row_tenant in conn.execute(
-        select(T.run_id, T.tenant).where(_one_of(conn, T.run_id, run_ids))
+        select(T.run_id, T.tenant).where(db.one_of(conn, T.run_id, run_ids))
     ):
         if row_tenant == tenant:
             taken.add(run_id)
@@ -265,6 +245,15 @@ class _Importer:
 
     # -- new rows ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _move_run_id(task: MappedTask) -> None:
+        """Another task in this tenant holds the task's run id (run ids are unique per tenant
+        in tasktrail, not in OpenClaw): keep it in the origin detail instead."""
+        detail = task.get_detail()
+        detail["run_id"] = task.values["run_id"]
+        task.values["run_id"] = None
+        task.values["origin_detail"] = dump_detail(detail)
+
     def _insert(self, conn: Connection, new: list[MappedTask]) -> None:
         if not new:
             return
@@ -283,11 +272,7 @@ class _Importer:
             run_id = values["run_id"]
             if run_id:
                 if run_id in taken:
-                    # another task in this tenant holds the run id (run ids are unique per
-                    # tenant in tasktrail, not in OpenClaw): keep it in the origin detail
-                    task.get_detail()["run_id"] = run_id
-                    values["run_id"] = None
-                    values["origin_detail"] = dump_detail(task.get_detail())
+                    self._move_run_id(task)
                 else:
                     taken.add(run_id)
             if task.parent_ref:
@@ -355,10 +340,8 @@ class _Importer:
             run_id = packed[run_at]
             changed = False
             if run_id:
-                if run_id in taken:  # see _insert
-                    task.get_detail()["run_id"] = run_id
-                    task.values["run_id"] = None
-                    task.values["origin_detail"] = dump_detail(task.get_detail())
+                if run_id in taken:
+                    self._move_run_id(task)
                     changed = True
                 else:
                     taken.add(run_id)
